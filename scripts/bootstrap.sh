@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs the pinned tools the repository needs into .tools/ (idempotent):
+#   .tools/bin/kustomize   kustomize v5, built from the Go module proxy (or copied from PATH
+#                          when the version there is the pinned one)
+#   .tools/venv            the Python package (krm-secrets) with its test extras
+#   .tools/checkov         checkov, the second linter, in a venv of its own (its pins clash)
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+usage() {
+  cat <<USAGE
+usage: scripts/bootstrap.sh [--no-checkov]
+Installs pinned kustomize ($KUSTOMIZE_VERSION), the Python package with test extras and checkov
+into $TOOLS_DIR. Safe to re-run: what is already there at the pinned version is kept.
+USAGE
+}
+
+install_kustomize() {
+  local bin=$TOOLS_DIR/bin/kustomize want=${KUSTOMIZE_VERSION#v}
+  mkdir -p "$TOOLS_DIR/bin"
+  if [ -x "$bin" ] && "$bin" version 2>/dev/null | grep -q "$want"; then
+    return 0
+  fi
+  local onpath
+  onpath=$(command -v kustomize || true)
+  if [ -n "$onpath" ] && "$onpath" version 2>/dev/null | grep -q "v$want"; then
+    log "kustomize $KUSTOMIZE_VERSION found at $onpath"
+    cp "$onpath" "$bin"
+    return 0
+  fi
+  need go "install Go (https://go.dev/dl) or put kustomize $KUSTOMIZE_VERSION on PATH"
+  log "building kustomize $KUSTOMIZE_VERSION from the Go module proxy"
+  GOBIN=$TOOLS_DIR/bin GOFLAGS=-trimpath go install \
+    -ldflags "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
+    "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  "$bin" version
+}
+
+install_python() {
+  local venv=$TOOLS_DIR/venv stamp
+  need python3 "install Python 3.11 or newer"
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "Python 3.11 or newer is required"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  stamp=$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)
+  if [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ] && "$venv/bin/python" -c 'import krm_secrets' 2>/dev/null; then
+    return 0
+  fi
+  "$venv/bin/pip" install --quiet --upgrade pip
+  "$venv/bin/pip" install --quiet -e "$REPO_ROOT[test]"
+  echo "$stamp" > "$venv/.stamp"
+}
+
+install_checkov() {
+  local venv=$TOOLS_DIR/checkov version=3.3.30
+  if [ -x "$venv/bin/checkov" ] && [ "$(cat "$venv/.version" 2>/dev/null)" = "$version" ]; then
+    return 0
+  fi
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --upgrade pip
+  "$venv/bin/pip" install --quiet "checkov==$version"
+  echo "$version" > "$venv/.version"
+}
+
+main() {
+  local checkov=1
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --no-checkov) checkov=0 ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; exit 2 ;;
+    esac
+    shift
+  done
+  step "kustomize $KUSTOMIZE_VERSION" install_kustomize
+  step "python package and test extras" install_python
+  if [ "$checkov" = 1 ]; then step "checkov" install_checkov; fi
+  log "tools ready in $TOOLS_DIR"
+}
+
+main "$@"
