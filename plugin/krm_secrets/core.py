@@ -32,10 +32,11 @@ from .keys import KeyRing, SopsConfigError, creation_rule_for, load_identities
 
 NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
 LOCAL_CONFIG = "config.kubernetes.io/local-config"
+KIO_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/", "config.k8s.io/")
 PATH_ANNOTATIONS = ("internal.config.kubernetes.io/path", "config.kubernetes.io/path")
 HEADER = (
-    "# Encrypted by krm-secrets from {config}. Do not edit by hand: change {config} and run\n"
-    "# `krm-secrets generate {config}` (or `krm-secrets rotate {config} {name}/KEY`).\n"
+    "# Written by krm-secrets from {config}: do not edit by hand.\n"
+    "# Change {config}, then run `krm-secrets generate` on it.\n"
 )
 
 
@@ -362,7 +363,7 @@ def run_spec_in_list(spec: SecretSpec, items: list[dict], ctx: Context, base: Pa
         existing = {k: v for k, v in items[existing_idx].items()}
         existing["metadata"] = dict(existing.get("metadata") or {})
         ann = {k: v for k, v in (existing["metadata"].get("annotations") or {}).items()
-               if not k.startswith(("config.kubernetes.io/", "internal.config.kubernetes.io/"))}
+               if not k.startswith(KIO_ANNOTATION_PREFIXES)}
         if ann:
             existing["metadata"]["annotations"] = ann
         else:
@@ -396,6 +397,14 @@ def process(resource_list: Any, ctx: Context, base: Path) -> dict:
         raise KrmError(f"missing functionConfig: expected a {KIND_SPEC} or {KIND_DECRYPTOR}",
                        field_path="functionConfig")
     kind = fc.get("kind")
+    cfg_path = item_path(fc)
+    if cfg_path and not (base / cfg_path).exists():
+        raise KrmError(
+            f"the function config's path {cfg_path} is not under the working directory {base}: "
+            "kustomize runs exec functions in the current directory and gives paths relative to the "
+            "package, so run `kustomize fn run . --enable-exec` from the package directory "
+            "(or use `krm-secrets generate DIR`, which works from anywhere)",
+            resource=ResourceRef.of(fc), field_path="metadata.annotations")
     if kind == KIND_DECRYPTOR:
         spec = parse_decryptor(fc)
         items = run_decryptor(spec, items, ctx, base)
