@@ -111,33 +111,37 @@ def make_context(interactive: bool) -> Context:
 # --- commands -------------------------------------------------------------------------------
 
 
+def execute(rl: Any, ctx: Context, base: Path) -> tuple[dict, list[KrmError]]:
+    """The function on a parsed ResourceList: (output ResourceList with results, errors)."""
+    try:
+        return process(rl, ctx, base), []
+    except KrmError as exc:
+        out = dict(rl) if isinstance(rl, dict) else {
+            "apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": []}
+        out["results"] = [*(out.get("results") or []), exc.result()]
+        return out, [exc]
+
+
 def cmd_fn(args: argparse.Namespace) -> int:
     """Run as a KRM function: a ResourceList on stdin, the ResourceList with results on stdout."""
     raw = sys.stdin.buffer.read()
     ctx = Context()
     try:
-        rl = yamlio.load(raw)
+        rl: Any = yamlio.load(raw)
     except yamlio.YamlError as exc:
-        err = KrmError(f"stdin is not a ResourceList: {exc}")
-        _emit_results({"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": []}, [err])
-        return 1
-    try:
-        out = process(rl, ctx, Path.cwd())
-    except KrmError as exc:
-        base = rl if isinstance(rl, dict) else {"kind": "ResourceList", "items": []}
-        _emit_results(base, [exc])
-        return 1
+        line = f" (line {exc.line})" if exc.line else ""
+        rl = None
+        errors = [KrmError(f"stdin is not a ResourceList: {exc}{line}")]
+        out = {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": [],
+               "results": [errors[0].result()]}
+    else:
+        out, errors = execute(rl, ctx, Path.cwd())
     for note in ctx.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
     sys.stdout.write(yamlio.dump(out))
-    return 0
-
-
-def _emit_results(rl: dict, errors: list[KrmError]) -> None:
-    out = {**rl, "results": [*(rl.get("results") or []), *(e.result() for e in errors)]}
-    sys.stdout.write(yamlio.dump(out))
     for e in errors:
         print(e.line(), file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _artifact_text(doc: dict, config: Path) -> bytes:

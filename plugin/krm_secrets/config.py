@@ -129,7 +129,8 @@ class _P:
             raise self.err(path, f"expected an integer, found {cur!r}")
         if not isinstance(cur, typ):
             names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-            expected = {"str": "a string", "dict": "a mapping", "list": "a list"}.get(names, names)
+            expected = {"str": "a string", "dict": "a mapping", "list": "a list", "int": "an integer"}.get(
+                names, names)
             raise self.err(path, f"expected {expected}, found {type(cur).__name__} {cur!r}")
         return cur
 

@@ -320,7 +320,7 @@ def run_decryptor(spec: DecryptorSpec, items: list[dict], ctx: Context, base: Pa
         try:
             docs = yamlio.load_all(text)
         except yamlio.YamlError as exc:
-            line = f" line {exc.line}" if exc.line else ""
+            line = f" (line {exc.line})" if exc.line else ""
             raise KrmError(f"{exc}{line}", where, spec.ref, f"spec.files[{i}]") from None
         if len(docs) != 1:
             raise KrmError(f"expected one SOPS-encrypted Secret per file, found {len(docs)} documents",

@@ -246,7 +246,10 @@ def _pub_for(spec: SecretSpec, ctx: Any, base: Path) -> rsa.RSAPublicKey:
     except OSError as exc:
         raise KrmError(f"cannot read certificate {path}: {exc.strerror}", spec.file, spec.ref,
                        "spec.format.sealedSecret.certificate") from None
-    return load_certificate(pem, str(path), ctx.now())
+    try:
+        return load_certificate(pem, str(path), ctx.now())
+    except KrmError as exc:
+        raise KrmError(exc.message, str(path), spec.ref, "spec.format.sealedSecret.certificate") from None
 
 
 def generate_sealed(spec: SecretSpec, existing: dict | None, ctx: Any, base: Path,
