@@ -1,0 +1,1 @@
+"""krm-secrets: generate, encrypt and decrypt Kubernetes Secrets as a KRM function."""
