@@ -5,10 +5,10 @@ Pure helpers (no pytest here) so that policy checks can be tested on hand-made o
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
+import re
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,13 +53,29 @@ def kustomize_binary() -> str:
     return path
 
 
-def test_environment() -> dict[str, str]:
-    """The environment of a render: the test-only age key opens the committed lab Secrets."""
+def _identities_file() -> Path:
+    """An age identities file with the test-only key (it opens the committed lab Secrets) and,
+    after it, the user's own keys as sops would find them (a fork's lab Secrets, made by
+    make lab, open with those)."""
+    parts = [(REPO / "tests" / "keys" / "age.key").read_text()]
+    own = os.environ.get("SOPS_AGE_KEY_FILE") or str(
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sops/age/keys.txt")
+    if os.path.isfile(own):
+        parts.append(Path(own).read_text())
+    if os.environ.get("SOPS_AGE_KEY"):
+        parts.append(os.environ["SOPS_AGE_KEY"])
+    combined = Path(tempfile.gettempdir()) / f"backstage-gitops-render-{os.getuid()}.keys"
+    fd = os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(parts) + "\n")
+    return combined
+
+
+def render_environment() -> dict[str, str]:
+    """The environment of a render: krm-secrets on PATH and the keys that open the lab."""
     env = dict(os.environ)
-    key = REPO / "tests" / "keys" / "age.key"
-    if key.exists():
-        env["SOPS_AGE_KEY_FILE"] = str(key)
-        env.pop("SOPS_AGE_KEY", None)
+    env["SOPS_AGE_KEY_FILE"] = str(_identities_file())
+    env.pop("SOPS_AGE_KEY", None)
     venv_bin = REPO / ".tools" / "venv" / "bin"
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -69,7 +85,7 @@ def build(target: str) -> str:
     """kustomize build of a folder relative to the repository root; the YAML text."""
     cmd = [kustomize_binary(), "build", *KUSTOMIZE_FLAGS, target]
     proc = subprocess.run(
-        cmd, cwd=REPO, env=test_environment(), capture_output=True, text=True, timeout=120
+        cmd, cwd=REPO, env=render_environment(), capture_output=True, text=True, timeout=120
     )
     if proc.returncode != 0:
         raise RenderError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -88,18 +104,29 @@ def ident(obj: dict) -> str:
 
 
 def redact_secrets(text: str) -> str:
-    """Replace each Secret value by a digest, so goldens carry no secret value but still
-    change when a value does."""
-    out = []
-    for obj in load(text):
+    """The build without its secret material, for goldens: Secret values and SealedSecret
+    ciphertexts become placeholders, and the hash suffix of a generated Secret's name (which
+    follows its values) becomes <hash>. Goldens then describe the manifests, and stay true in a
+    fork that made its own keys and values (make lab does that for a new user)."""
+    objs = load(text)
+    suffixed = set()
+    for obj in objs:
         if obj.get("kind") == "Secret":
             for field in ("data", "stringData"):
                 values = obj.get(field) or {}
-                for key, value in values.items():
-                    raw = base64.b64decode(value) if field == "data" else value.encode()
-                    values[key] = "sha256:" + hashlib.sha256(raw).hexdigest()[:16]
-        out.append(yaml.safe_dump(obj, sort_keys=True, default_flow_style=False))
-    return "---\n".join(out)
+                for key in values:
+                    values[key] = "<redacted>"
+            name = obj["metadata"]["name"]
+            if re.fullmatch(r".+-[a-z0-9]{10}", name):
+                suffixed.add(name)
+        if obj.get("kind") == "SealedSecret":
+            sealed = obj.get("spec", {}).get("encryptedData") or {}
+            for key in sealed:
+                sealed[key] = "<sealed>"
+    out = "---\n".join(yaml.safe_dump(o, sort_keys=True, default_flow_style=False) for o in objs)
+    for name in sorted(suffixed, key=len, reverse=True):
+        out = re.sub(rf"\b{re.escape(name)}\b", name[:-10] + "<hash>", out)
+    return out
 
 
 @dataclass(frozen=True)
