@@ -11,7 +11,7 @@ usage() {
 }
 
 stop_port_forward() {
-  local pidfile=$TOOLS_DIR/run/port-forward.pid
+  local pidfile=${LAB_RUN_DIR:-$TOOLS_DIR/run}/port-forward.pid
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     kill "$(cat "$pidfile")"
     log "stopped the port-forward"

@@ -19,7 +19,7 @@ PORT=${LAB_PORT:-7007}
 ADDRESS=${LAB_ADDRESS:-0.0.0.0}
 PULL=0
 PORT_FORWARD=1
-RUN_DIR=$TOOLS_DIR/run
+RUN_DIR=${LAB_RUN_DIR:-$TOOLS_DIR/run}
 
 usage() {
   cat <<USAGE
@@ -75,6 +75,9 @@ cluster() {
   "$REPO_ROOT/scripts/kind/cluster.sh" create "$CLUSTER"
   KUBECONFIG=$("$REPO_ROOT/scripts/kind/cluster.sh" kubeconfig "$CLUSTER")
   export KUBECONFIG
+  # Also for a cluster that existed before this run (create keeps it as it is).
+  mkdir -p "$(dirname "$KUBECONFIG")"
+  "$KIND" export kubeconfig --name "$CLUSTER" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
   # shellcheck disable=SC2046
   "$REPO_ROOT/scripts/kind/cluster.sh" load $(lab_images) --name "$CLUSTER"
 }
