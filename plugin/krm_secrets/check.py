@@ -23,8 +23,13 @@ def _files(paths: list[str]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out += sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
-                          and not any(part in (".git", ".tools", "node_modules") for part in f.parts))
+            out += sorted(
+                f
+                for f in path.rglob("*")
+                if f.suffix in (".yaml", ".yml")
+                and f.is_file()
+                and not any(part in (".git", ".tools", "node_modules") for part in f.parts)
+            )
         elif path.is_file() or p == "-":
             out.append(path)
         else:
@@ -52,11 +57,15 @@ def sops_form(doc: dict, where: str) -> None:
         def leaf(value: Any, path: list[str]) -> Any:
             if rules.should_encrypt(path) and value != "":
                 if not isinstance(value, str):
-                    raise sops.SopsError("plaintext value where an encrypted one is expected", ".".join(path))
+                    raise sops.SopsError(
+                        "plaintext value where an encrypted one is expected", ".".join(path)
+                    )
                 try:
                     sops._parse_enc(value)
                 except sops.SopsError as exc:
-                    raise sops.SopsError(f"plaintext or malformed value: {exc}", ".".join(path)) from None
+                    raise sops.SopsError(
+                        f"plaintext or malformed value: {exc}", ".".join(path)
+                    ) from None
             return value
 
         sops._walk(body, [], leaf)
@@ -90,28 +99,42 @@ def check_doc(doc: Any, where: str, ctx: Context, decrypt: bool) -> str:
                 raise KrmError(
                     f"plaintext Secret committed ({section} has values and no SOPS encryption): "
                     "describe it in a SecretSpec and commit the encrypted artifact instead",
-                    where, ref, section)
+                    where,
+                    ref,
+                    section,
+                )
         return "Secret without values"
     if doc.get("apiVersion") == API_VERSION and doc.get("kind") == KIND_SPEC:
         spec = parse_spec(doc, where)
         artifact = Path(where).parent / spec.output
         if not artifact.exists():
-            raise KrmError(f"its artifact {spec.output} does not exist: run `krm-secrets generate {where}`",
-                           where, spec.ref, "spec.output")
+            raise KrmError(
+                f"its artifact {spec.output} does not exist: run `krm-secrets generate {where}`",
+                where,
+                spec.ref,
+                "spec.output",
+            )
         art = yamlio.load(artifact.read_bytes())
         if spec.sops is not None:
-            have = set((art.get("data") or {})) | set((art.get("stringData") or {}))
+            have = set(art.get("data") or {}) | set(art.get("stringData") or {})
         else:
-            have = set(((art.get("spec") or {}).get("encryptedData") or {}))
+            have = set((art.get("spec") or {}).get("encryptedData") or {})
         missing = [k.name for k in spec.keys if k.name not in have]
         if missing:
-            raise KrmError(f"{spec.output} lacks keys {', '.join(missing)}: run `krm-secrets generate {where}`",
-                           where, spec.ref, "spec.keys")
+            raise KrmError(
+                f"{spec.output} lacks keys {', '.join(missing)}: "
+                f"run `krm-secrets generate {where}`",
+                where,
+                spec.ref,
+                "spec.keys",
+            )
         return "spec matches its artifact"
     return "skipped"
 
 
-def check_paths(paths: list[str], decrypt: bool, ctx: Context | None = None) -> tuple[list[str], list[KrmError]]:
+def check_paths(
+    paths: list[str], decrypt: bool, ctx: Context | None = None
+) -> tuple[list[str], list[KrmError]]:
     ctx = ctx or Context()
     lines: list[str] = []
     errors: list[KrmError] = []
@@ -137,8 +160,6 @@ def check_paths(paths: list[str], decrypt: bool, ctx: Context | None = None) -> 
             if what != "skipped":
                 lines.append(f"{where}: {ResourceRef.of(d)}: {what}")
     return lines, errors
-
-
 
 
 def cmd_check(args: Any) -> int:

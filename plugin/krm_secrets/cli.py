@@ -93,7 +93,11 @@ def find_specs(paths: Sequence[str]) -> list[tuple[Path, SecretSpec]]:
                 raise
             continue  # not ours to judge (a Helm template, a broken unrelated file)
         for d in docs:
-            if isinstance(d, dict) and d.get("kind") == KIND_SPEC and d.get("apiVersion") == API_VERSION:
+            if (
+                isinstance(d, dict)
+                and d.get("kind") == KIND_SPEC
+                and d.get("apiVersion") == API_VERSION
+            ):
                 specs.append((f, parse_spec(d, str(f))))
         if explicit and not any(f == s for s, _ in specs):
             raise KrmError(f"no {KIND_SPEC} ({API_VERSION}) in this file", str(f))
@@ -103,8 +107,10 @@ def find_specs(paths: Sequence[str]) -> list[tuple[Path, SecretSpec]]:
 def make_context(interactive: bool) -> Context:
     prompt = None
     if interactive and sys.stdin.isatty():
+
         def prompt(text: str) -> bytes:  # noqa: E306
             return getpass.getpass(f"{text}: ").encode()
+
     return Context(prompt=prompt)
 
 
@@ -116,8 +122,11 @@ def execute(rl: Any, ctx: Context, base: Path) -> tuple[dict, list[KrmError]]:
     try:
         return process(rl, ctx, base), []
     except KrmError as exc:
-        out = dict(rl) if isinstance(rl, dict) else {
-            "apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": []}
+        out = (
+            dict(rl)
+            if isinstance(rl, dict)
+            else {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": []}
+        )
         out["results"] = [*(out.get("results") or []), exc.result()]
         return out, [exc]
 
@@ -132,8 +141,12 @@ def cmd_fn(args: argparse.Namespace) -> int:
         line = f" (line {exc.line})" if exc.line else ""
         rl = None
         errors = [KrmError(f"stdin is not a ResourceList: {exc}{line}")]
-        out = {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": [],
-               "results": [errors[0].result()]}
+        out = {
+            "apiVersion": "config.kubernetes.io/v1",
+            "kind": "ResourceList",
+            "items": [],
+            "results": [errors[0].result()],
+        }
     else:
         out, errors = execute(rl, ctx, Path.cwd())
     for note in ctx.notes:
@@ -197,15 +210,21 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     cfg, spec = specs[0]
     ks = spec.key(key)
     if ks is None:
-        raise KrmError(f"Secret {name} has no key {key!r} (keys: {', '.join(k.name for k in spec.keys)})",
-                       str(cfg), spec.ref, "spec.keys")
+        raise KrmError(
+            f"Secret {name} has no key {key!r} (keys: {', '.join(k.name for k in spec.keys)})",
+            str(cfg),
+            spec.ref,
+            "spec.keys",
+        )
     for line in _generate_one(cfg, spec, ctx, frozenset({key})):
         print(line)
     print(f"Rotated {spec.namespace}/{name} {key}. What must follow:")
     if ks.after_rotation:
         print("  " + ks.after_rotation.strip().replace("\n", "\n  "))
-    print("  Commit the artifact; the next build gives the Secret a new hash suffix, so the pods "
-          "that use it roll.")
+    print(
+        "  Commit the artifact; the next build gives the Secret a new hash suffix, so the pods "
+        "that use it roll."
+    )
     return 0
 
 
@@ -239,7 +258,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             try:
                 opened = sops.open_document(d, ring.identities, ring.tried)
             except sops.SopsError as exc:
-                raise KrmError(str(exc), args.file, ResourceRef.of(d), exc.field_path, tried=exc.tried) from None
+                raise KrmError(
+                    str(exc), args.file, ResourceRef.of(d), exc.field_path, tried=exc.tried
+                ) from None
             out.append(opened.tree)
         else:
             raise KrmError("not a SOPS-encrypted document", args.file, ResourceRef.of(d), "sops")
@@ -279,66 +300,108 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, help_: str, desc: str | None = None) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=desc or help_, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=desc or help_,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    s = add("fn", "run as a KRM function (ResourceList on stdin, on stdout); what kustomize runs",
-            "Run as a KRM function: read a ResourceList on stdin, write it on stdout. With a "
-            "SecretDecryptor config (kustomize build --enable-alpha-plugins --enable-exec) it "
-            "decrypts SOPS files into Secrets; with a SecretSpec config (kustomize fn run) it "
-            "writes the encrypted artifact next to the config.")
+    s = add(
+        "fn",
+        "run as a KRM function (ResourceList on stdin, on stdout); what kustomize runs",
+        "Run as a KRM function: read a ResourceList on stdin, write it on stdout. With a "
+        "SecretDecryptor config (kustomize build --enable-alpha-plugins --enable-exec) it "
+        "decrypts SOPS files into Secrets; with a SecretSpec config (kustomize fn run) it "
+        "writes the encrypted artifact next to the config.",
+    )
     s.set_defaults(func=cmd_fn)
 
-    s = add("generate", "create missing values and write encrypted artifacts next to their configs",
-            "For each SecretSpec in PATH (files, or directories searched recursively): create the "
-            "values that are missing, never change one that exists, and write the encrypted "
-            "artifact next to the config, atomically. A second run changes nothing.")
+    s = add(
+        "generate",
+        "create missing values and write encrypted artifacts next to their configs",
+        "For each SecretSpec in PATH (files, or directories searched recursively): create the "
+        "values that are missing, never change one that exists, and write the encrypted "
+        "artifact next to the config, atomically. A second run changes nothing.",
+    )
     s.add_argument("paths", nargs="+", metavar="PATH")
-    s.add_argument("--non-interactive", action="store_true", help="never prompt for user-supplied values")
+    s.add_argument(
+        "--non-interactive", action="store_true", help="never prompt for user-supplied values"
+    )
     s.set_defaults(func=cmd_generate)
 
-    s = add("rotate", "replace one value (NAME/KEY) and say what must follow",
-            "Replace the value of one key of one Secret (generated again, or read again from the "
-            "environment, file or prompt), keep every other value, and print what must follow "
-            "(for a database password: the role's password in the running database).")
+    s = add(
+        "rotate",
+        "replace one value (NAME/KEY) and say what must follow",
+        "Replace the value of one key of one Secret (generated again, or read again from the "
+        "environment, file or prompt), keep every other value, and print what must follow "
+        "(for a database password: the role's password in the running database).",
+    )
     s.add_argument("path", metavar="PATH", help="a SecretSpec file or a directory holding it")
-    s.add_argument("target", metavar="NAME/KEY", help="Secret name and key, e.g. postgres-secrets/POSTGRES_PASSWORD")
-    s.add_argument("--non-interactive", action="store_true", help="never prompt for user-supplied values")
+    s.add_argument(
+        "target",
+        metavar="NAME/KEY",
+        help="Secret name and key, e.g. postgres-secrets/POSTGRES_PASSWORD",
+    )
+    s.add_argument(
+        "--non-interactive", action="store_true", help="never prompt for user-supplied values"
+    )
     s.set_defaults(func=cmd_rotate)
 
-    s = add("keygen", "make an age key pair (like age-keygen)",
-            "Make an age X25519 key pair in age-keygen's format. Prints the key to stdout, or "
-            "writes it (mode 0600) to --output and prints the public key on stderr. Put the "
-            "public key in .sops.yaml creation_rules.")
+    s = add(
+        "keygen",
+        "make an age key pair (like age-keygen)",
+        "Make an age X25519 key pair in age-keygen's format. Prints the key to stdout, or "
+        "writes it (mode 0600) to --output and prints the public key on stderr. Put the "
+        "public key in .sops.yaml creation_rules.",
+    )
     s.add_argument("-o", "--output", help="write the key file here (refuses to overwrite)")
     s.add_argument("--force", action="store_true", help="overwrite an existing key file")
     s.set_defaults(func=cmd_keygen)
 
-    s = add("decrypt", "decrypt a SOPS file to stdout (for debugging)",
-            "Decrypt a SOPS-encrypted file to stdout, checking its MAC. Secrets come out with all "
-            "values in data (base64). Never redirect this into the repository.")
+    s = add(
+        "decrypt",
+        "decrypt a SOPS file to stdout (for debugging)",
+        "Decrypt a SOPS-encrypted file to stdout, checking its MAC. Secrets come out with all "
+        "values in data (base64). Never redirect this into the repository.",
+    )
     s.add_argument("file", metavar="FILE")
     s.add_argument("--keep-hash-annotation", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_decrypt)
 
-    s = add("seal", "seal a Secret into a SealedSecret offline with the controller's certificate",
-            "Seal a Secret manifest (file or - for stdin) into a SealedSecret "
-            "(bitnami.com/v1alpha1) with the controller's public certificate, offline. Checks "
-            "the certificate's validity and the Secret's final name and namespace.")
+    s = add(
+        "seal",
+        "seal a Secret into a SealedSecret offline with the controller's certificate",
+        "Seal a Secret manifest (file or - for stdin) into a SealedSecret "
+        "(bitnami.com/v1alpha1) with the controller's public certificate, offline. Checks "
+        "the certificate's validity and the Secret's final name and namespace.",
+    )
     s.add_argument("file", metavar="FILE", help="Secret manifest, or - for stdin")
     s.add_argument("--cert", required=True, help="the controller's certificate (PEM)")
-    s.add_argument("--scope", choices=("strict", "namespace-wide", "cluster-wide"), default=None,
-                   help="default: the Secret's sealedsecrets.bitnami.com/* annotations, else strict")
+    s.add_argument(
+        "--scope",
+        choices=("strict", "namespace-wide", "cluster-wide"),
+        default=None,
+        help="default: the Secret's sealedsecrets.bitnami.com/* annotations, else strict",
+    )
     s.add_argument("--namespace", help="namespace if the Secret has none")
-    s.add_argument("--raw", action="store_true", help="print only the sealed value of --from-file data")
+    s.add_argument(
+        "--raw", action="store_true", help="print only the sealed value of --from-file data"
+    )
     s.add_argument("--name", help="with --raw: the Secret name (strict scope)")
-    s.add_argument("--batch", action="store_true", help="FILE holds many Secrets (one document each)")
+    s.add_argument(
+        "--batch", action="store_true", help="FILE holds many Secrets (one document each)"
+    )
     s.set_defaults(func=cmd_seal)
 
-    s = add("check", "verify every artifact: decrypts or is well-formed, no plaintext, MACs hold",
-            "Check every SecretSpec artifact and every SOPS / SealedSecret file under PATH: SOPS "
-            "files decrypt and their MACs hold (or, without a key, are well-formed); SealedSecrets "
-            "are well-formed for their scope; no plaintext Secret is committed.")
+    s = add(
+        "check",
+        "verify every artifact: decrypts or is well-formed, no plaintext, MACs hold",
+        "Check every SecretSpec artifact and every SOPS / SealedSecret file under PATH: SOPS "
+        "files decrypt and their MACs hold (or, without a key, are well-formed); SealedSecrets "
+        "are well-formed for their scope; no plaintext Secret is committed.",
+    )
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument("--no-decrypt", action="store_true", help="check form only, do not decrypt")
     s.set_defaults(func=cmd_check)

@@ -129,8 +129,12 @@ class _P:
             raise self.err(path, f"expected an integer, found {cur!r}")
         if not isinstance(cur, typ):
             names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-            expected = {"str": "a string", "dict": "a mapping", "list": "a list", "int": "an integer"}.get(
-                names, names)
+            expected = {
+                "str": "a string",
+                "dict": "a mapping",
+                "list": "a list",
+                "int": "an integer",
+            }.get(names, names)
             raise self.err(path, f"expected {expected}, found {type(cur).__name__} {cur!r}")
         return cur
 
@@ -178,20 +182,27 @@ def parse_spec(obj: Any, file: str | None = None) -> SecretSpec:
     fmt = p.get("spec.format", dict, required=True)
     sops_fmt = sealed_fmt = None
     if ("sops" in fmt) == ("sealedSecret" in fmt):
-        raise p.err("spec.format", "expected exactly one of spec.format.sops, spec.format.sealedSecret")
+        raise p.err(
+            "spec.format", "expected exactly one of spec.format.sops, spec.format.sealedSecret"
+        )
     if "sops" in fmt:
         p.get("spec.format.sops", dict, default={})
         recips = p.get("spec.format.sops.recipients", list, default=[])
         for i, r in enumerate(recips):
             if not isinstance(r, str) or not r.startswith("age1"):
-                raise p.err(f"spec.format.sops.recipients[{i}]", f"expected an age recipient (age1...), found {r!r}")
+                raise p.err(
+                    f"spec.format.sops.recipients[{i}]",
+                    f"expected an age recipient (age1...), found {r!r}",
+                )
         regex = p.get("spec.format.sops.encryptedRegex", str)
         rules = None
         if regex is not None:
             try:
                 re.compile(regex)
             except re.error as exc:
-                raise p.err("spec.format.sops.encryptedRegex", f"invalid regular expression: {exc}") from None
+                raise p.err(
+                    "spec.format.sops.encryptedRegex", f"invalid regular expression: {exc}"
+                ) from None
             rules = Rules(encrypted_regex=regex)
         sops_fmt = SopsFormat(tuple(recips), rules)
         default_out = f"{name}.sops.yaml"
@@ -199,7 +210,10 @@ def parse_spec(obj: Any, file: str | None = None) -> SecretSpec:
         cert = p.get("spec.format.sealedSecret.certificate", str, required=True)
         scope = p.get("spec.format.sealedSecret.scope", str, default="strict")
         if scope not in SCOPES:
-            raise p.err("spec.format.sealedSecret.scope", f"expected one of {', '.join(SCOPES)}, found {scope!r}")
+            raise p.err(
+                "spec.format.sealedSecret.scope",
+                f"expected one of {', '.join(SCOPES)}, found {scope!r}",
+            )
         sealed_fmt = SealedFormat(cert, scope)
         default_out = f"{name}.sealed.yaml"
     output = p.get("spec.output", str, default=default_out)
@@ -224,11 +238,15 @@ def _parse_key(p: _P, path: str, seen: set[str]) -> KeySpec:
     p.get(path, dict, required=True)
     name = p.get(f"{path}.name", str, required=True)
     if not _KEY.match(name):
-        raise p.err(f"{path}.name", f"not a valid Secret key (letters, digits, '-', '_', '.'): {name!r}")
+        raise p.err(
+            f"{path}.name", f"not a valid Secret key (letters, digits, '-', '_', '.'): {name!r}"
+        )
     if name in seen:
         raise p.err(f"{path}.name", f"duplicate key {name!r}")
     seen.add(name)
-    sources = [s for s in ("literal", "literalBase64", "generate", "fromUser") if s in p.get(path, dict)]
+    sources = [
+        s for s in ("literal", "literalBase64", "generate", "fromUser") if s in p.get(path, dict)
+    ]
     if len(sources) != 1:
         raise p.err(path, "expected exactly one of literal, literalBase64, generate, fromUser")
     after = p.get(f"{path}.afterRotation", str)
@@ -242,7 +260,9 @@ def _parse_key(p: _P, path: str, seen: set[str]) -> KeySpec:
 
         text = p.get(f"{path}.literalBase64", str, required=True)
         try:
-            return KeySpec(name, literal=base64.b64decode(text, validate=True), after_rotation=after)
+            return KeySpec(
+                name, literal=base64.b64decode(text, validate=True), after_rotation=after
+            )
         except (binascii.Error, ValueError):
             raise p.err(f"{path}.literalBase64", "expected standard base64") from None
     if src == "generate":
@@ -254,11 +274,17 @@ def _parse_key(p: _P, path: str, seen: set[str]) -> KeySpec:
                 raise p.err(f"{g}.bytes", f"expected 1..4096, found {nbytes}")
             enc = p.get(f"{g}.encoding", str, default="base64")
             if enc not in ENCODINGS:
-                raise p.err(f"{g}.encoding", f"expected one of {', '.join(ENCODINGS)}, found {enc!r}")
+                raise p.err(
+                    f"{g}.encoding", f"expected one of {', '.join(ENCODINGS)}, found {enc!r}"
+                )
             for other in ("length", "alphabet", "charset"):
                 if p.get(f"{g}.{other}", object) is not None:
-                    raise p.err(f"{g}.{other}", "use either bytes/encoding or length/alphabet, not both")
-            return KeySpec(name, generate=Generate(random_bytes=nbytes, encoding=enc), after_rotation=after)
+                    raise p.err(
+                        f"{g}.{other}", "use either bytes/encoding or length/alphabet, not both"
+                    )
+            return KeySpec(
+                name, generate=Generate(random_bytes=nbytes, encoding=enc), after_rotation=after
+            )
         length = p.get(f"{g}.length", int, default=32)
         if not 8 <= length <= 4096:
             raise p.err(f"{g}.length", f"expected 8..4096 characters, found {length}")
@@ -273,9 +299,13 @@ def _parse_key(p: _P, path: str, seen: set[str]) -> KeySpec:
         else:
             alpha_name = alpha_name or "alphanumeric"
             if alpha_name not in ALPHABETS:
-                raise p.err(f"{g}.alphabet", f"expected one of {', '.join(ALPHABETS)}, found {alpha_name!r}")
+                raise p.err(
+                    f"{g}.alphabet", f"expected one of {', '.join(ALPHABETS)}, found {alpha_name!r}"
+                )
             alphabet = ALPHABETS[alpha_name]
-        return KeySpec(name, generate=Generate(length=length, alphabet=alphabet), after_rotation=after)
+        return KeySpec(
+            name, generate=Generate(length=length, alphabet=alphabet), after_rotation=after
+        )
     f = f"{path}.fromUser"
     p.get(f, dict, required=True)
     fu = FromUser(

@@ -32,7 +32,11 @@ from .keys import KeyRing, SopsConfigError, creation_rule_for, load_identities
 
 NEEDS_HASH = "kustomize.config.k8s.io/needs-hash"
 LOCAL_CONFIG = "config.kubernetes.io/local-config"
-KIO_ANNOTATION_PREFIXES = ("config.kubernetes.io/", "internal.config.kubernetes.io/", "config.k8s.io/")
+KIO_ANNOTATION_PREFIXES = (
+    "config.kubernetes.io/",
+    "internal.config.kubernetes.io/",
+    "config.k8s.io/",
+)
 PATH_ANNOTATIONS = ("internal.config.kubernetes.io/path", "config.kubernetes.io/path")
 HEADER = (
     "# Written by krm-secrets from {config}: do not edit by hand.\n"
@@ -114,7 +118,10 @@ def produce_value(spec: SecretSpec, key: KeySpec, ctx: Context, base: Path) -> b
             return ctx.prompt(f"{spec.name}/{key.name}: {fu.prompt}")
         tried.append("prompt (not interactive: no terminal on stdin)")
     raise KrmError(
-        f"no value for user-supplied key {key.name}", spec.file, spec.ref, f"{field_path}.fromUser",
+        f"no value for user-supplied key {key.name}",
+        spec.file,
+        spec.ref,
+        f"{field_path}.fromUser",
         tried=tried,
     )
 
@@ -157,7 +164,9 @@ def sops_target(spec: SecretSpec, artifact: Path) -> tuple[tuple[str, ...], sops
     try:
         rule = creation_rule_for(artifact)
     except SopsConfigError as exc:
-        raise KrmError(str(exc), exc.file or spec.file, spec.ref, "spec.format.sops.recipients") from None
+        raise KrmError(
+            str(exc), exc.file or spec.file, spec.ref, "spec.format.sops.recipients"
+        ) from None
     return rule.recipients, spec.sops.rules or rule.rules
 
 
@@ -179,22 +188,34 @@ def generate_sops(
     desired_keys = [k.name for k in spec.keys]
     for r in rotate:
         if r not in desired_keys:
-            raise KrmError(f"no key {r!r} in this Secret (keys: {', '.join(desired_keys)})",
-                           spec.file, spec.ref, "spec.keys")
+            raise KrmError(
+                f"no key {r!r} in this Secret (keys: {', '.join(desired_keys)})",
+                spec.file,
+                spec.ref,
+                "spec.keys",
+            )
     if existing is None:
         values = {k.name: produce_value(spec, k, ctx, base) for k in spec.keys}
-        doc = sops.seal_document(secret_tree(spec, values), recips, rules, rng=ctx.rng, now=ctx.now())
+        doc = sops.seal_document(
+            secret_tree(spec, values), recips, rules, rng=ctx.rng, now=ctx.now()
+        )
         return Outcome(doc, added=desired_keys, reasons=["created"])
 
     where = f"{base / artifact_name}"
     if not sops.is_sops_document(existing):
-        raise KrmError(f"{artifact_name} exists but is not a SOPS-encrypted file; refusing to overwrite it",
-                       where, ResourceRef.of(existing), "sops")
+        raise KrmError(
+            f"{artifact_name} exists but is not a SOPS-encrypted file; refusing to overwrite it",
+            where,
+            ResourceRef.of(existing),
+            "sops",
+        )
     have = set()
     for section in ("data", "stringData"):
         part = existing.get(section) or {}
         if not isinstance(part, dict):
-            raise KrmError(f"expected a mapping in {section}", where, ResourceRef.of(existing), section)
+            raise KrmError(
+                f"expected a mapping in {section}", where, ResourceRef.of(existing), section
+            )
         have |= set(part)
     missing = [k for k in desired_keys if k not in have]
     extra = sorted(have - set(desired_keys))
@@ -223,7 +244,10 @@ def generate_sops(
     except sops.SopsError as exc:
         raise KrmError(
             f"cannot update {artifact_name} ({'; '.join(reasons)}) without opening it: {exc}",
-            where, ResourceRef.of(existing), exc.field_path, tried=exc.tried,
+            where,
+            ResourceRef.of(existing),
+            exc.field_path,
+            tried=exc.tried,
         ) from None
     tree = opened.tree
     data = dict(tree.get("data") or {})
@@ -240,8 +264,13 @@ def generate_sops(
     new_tree = {**skeleton, "data": new_data}
     same_recips = file_recips == sorted(str(r) for r in recips)
     doc = sops.seal_document(
-        new_tree, recips, opened.rules if same_recips else rules, rng=ctx.rng, now=ctx.now(),
-        data_key=opened.data_key, stash=opened.stash,
+        new_tree,
+        recips,
+        opened.rules if same_recips else rules,
+        rng=ctx.rng,
+        now=ctx.now(),
+        data_key=opened.data_key,
+        stash=opened.stash,
         age_entries=existing["sops"]["age"] if same_recips else None,
     )
     return Outcome(doc, added=missing, rotated=sorted(rotate), reasons=reasons)
@@ -256,11 +285,21 @@ def decrypt_secret(doc: Any, ctx: Context, where: str) -> dict:
         raise KrmError("expected a SOPS-encrypted Secret mapping", where)
     ref = ResourceRef.of(doc)
     if doc.get("kind") != "Secret" or doc.get("apiVersion") != "v1":
-        raise KrmError(f"expected apiVersion v1, kind Secret, found {doc.get('apiVersion')!r}, "
-                       f"{doc.get('kind')!r}", where, ref, "kind")
+        raise KrmError(
+            f"expected apiVersion v1, kind Secret, found {doc.get('apiVersion')!r}, "
+            f"{doc.get('kind')!r}",
+            where,
+            ref,
+            "kind",
+        )
     if not sops.is_sops_document(doc):
-        raise KrmError("not SOPS-encrypted (no top-level 'sops' mapping): a plaintext Secret must "
-                       "not be committed", where, ref, "sops")
+        raise KrmError(
+            "not SOPS-encrypted (no top-level 'sops' mapping): a plaintext Secret must "
+            "not be committed",
+            where,
+            ref,
+            "sops",
+        )
     ring = ctx.keys()
     try:
         opened = sops.open_document(doc, ring.identities, ring.tried)
@@ -270,7 +309,9 @@ def decrypt_secret(doc: Any, ctx: Context, where: str) -> dict:
     data: dict[str, str] = {}
     for k, v in (tree.get("data") or {}).items():
         if not isinstance(v, str):
-            raise KrmError(f"expected a base64 string, found {type(v).__name__}", where, ref, f"data.{k}")
+            raise KrmError(
+                f"expected a base64 string, found {type(v).__name__}", where, ref, f"data.{k}"
+            )
         try:
             base64.b64decode(v, validate=True)
         except (binascii.Error, ValueError):
@@ -278,7 +319,9 @@ def decrypt_secret(doc: Any, ctx: Context, where: str) -> dict:
         data[k] = v
     for k, v in (tree.get("stringData") or {}).items():
         if k in data:
-            raise KrmError(f"duplicate key {k!r} in data and stringData", where, ref, f"stringData.{k}")
+            raise KrmError(
+                f"duplicate key {k!r} in data and stringData", where, ref, f"stringData.{k}"
+            )
         if isinstance(v, dict | list) or v is None:
             raise KrmError("expected a string", where, ref, f"stringData.{k}")
         data[k] = base64.b64encode(sops.to_bytes(v)).decode()
@@ -305,7 +348,9 @@ def run_decryptor(spec: DecryptorSpec, items: list[dict], ctx: Context, base: Pa
             f"{KIND_DECRYPTOR} is a kustomize generator (kustomize build --enable-alpha-plugins "
             "--enable-exec); it got input resources, so it is being run by `kustomize fn run` or "
             "`kpt fn eval`, which would write decrypted Secrets to disk. Refusing.",
-            spec.file, spec.ref, "kind",
+            spec.file,
+            spec.ref,
+            "kind",
         )
     out = list(items)
     seen: dict[tuple[str, str], str] = {}
@@ -315,21 +360,33 @@ def run_decryptor(spec: DecryptorSpec, items: list[dict], ctx: Context, base: Pa
         try:
             text = ctx.read_file(path)
         except OSError as exc:
-            raise KrmError(f"cannot read SOPS file {path}: {exc.strerror}", spec.file, spec.ref,
-                           f"spec.files[{i}]") from None
+            raise KrmError(
+                f"cannot read SOPS file {path}: {exc.strerror}",
+                spec.file,
+                spec.ref,
+                f"spec.files[{i}]",
+            ) from None
         try:
             docs = yamlio.load_all(text)
         except yamlio.YamlError as exc:
             line = f" (line {exc.line})" if exc.line else ""
             raise KrmError(f"{exc}{line}", where, spec.ref, f"spec.files[{i}]") from None
         if len(docs) != 1:
-            raise KrmError(f"expected one SOPS-encrypted Secret per file, found {len(docs)} documents",
-                           where, spec.ref, f"spec.files[{i}]")
+            raise KrmError(
+                f"expected one SOPS-encrypted Secret per file, found {len(docs)} documents",
+                where,
+                spec.ref,
+                f"spec.files[{i}]",
+            )
         secret = decrypt_secret(docs[0], ctx, where)
         ident = (secret["metadata"].get("namespace", ""), secret["metadata"].get("name", ""))
         if ident in seen:
-            raise KrmError(f"Secret {ident[0]}/{ident[1]} is in both {seen[ident]} and {name}",
-                           where, ResourceRef.of(secret), "metadata.name")
+            raise KrmError(
+                f"Secret {ident[0]}/{ident[1]} is in both {seen[ident]} and {name}",
+                where,
+                ResourceRef.of(secret),
+                "metadata.name",
+            )
         seen[ident] = name
         out.append(secret)
     out.append(receipt(spec.name))
@@ -347,8 +404,9 @@ def item_path(item: dict) -> str | None:
     return None
 
 
-def run_spec_in_list(spec: SecretSpec, items: list[dict], ctx: Context, base: Path,
-                     config_path: str | None) -> list[dict]:
+def run_spec_in_list(
+    spec: SecretSpec, items: list[dict], ctx: Context, base: Path, config_path: str | None
+) -> list[dict]:
     """`kustomize fn run`: write the artifact as an item next to the config."""
     if spec.sealed is not None:
         from .sealed import generate_sealed_item  # noqa: PLC0415
@@ -356,14 +414,25 @@ def run_spec_in_list(spec: SecretSpec, items: list[dict], ctx: Context, base: Pa
         return generate_sealed_item(spec, items, ctx, base, config_path)
     cdir = os.path.dirname(config_path) if config_path else ""
     out_path = os.path.normpath(os.path.join(cdir, spec.output))
-    existing_idx = next((i for i, it in enumerate(items) if isinstance(it, dict) and item_path(it)
-                         and os.path.normpath(item_path(it)) == out_path), None)
+    existing_idx = next(
+        (
+            i
+            for i, it in enumerate(items)
+            if isinstance(it, dict)
+            and item_path(it)
+            and os.path.normpath(item_path(it)) == out_path
+        ),
+        None,
+    )
     existing = None
     if existing_idx is not None:
         existing = {k: v for k, v in items[existing_idx].items()}
         existing["metadata"] = dict(existing.get("metadata") or {})
-        ann = {k: v for k, v in (existing["metadata"].get("annotations") or {}).items()
-               if not k.startswith(KIO_ANNOTATION_PREFIXES)}
+        ann = {
+            k: v
+            for k, v in (existing["metadata"].get("annotations") or {}).items()
+            if not k.startswith(KIO_ANNOTATION_PREFIXES)
+        }
         if ann:
             existing["metadata"]["annotations"] = ann
         else:
@@ -374,9 +443,11 @@ def run_spec_in_list(spec: SecretSpec, items: list[dict], ctx: Context, base: Pa
         return items
     doc = outcome.doc
     doc["metadata"] = dict(doc["metadata"])
-    doc["metadata"]["annotations"] = {**(doc["metadata"].get("annotations") or {}),
-                                      "config.kubernetes.io/path": out_path,
-                                      "internal.config.kubernetes.io/path": out_path}
+    doc["metadata"]["annotations"] = {
+        **(doc["metadata"].get("annotations") or {}),
+        "config.kubernetes.io/path": out_path,
+        "internal.config.kubernetes.io/path": out_path,
+    }
     items = list(items)
     if existing_idx is None:
         items.append(doc)
@@ -394,17 +465,22 @@ def process(resource_list: Any, ctx: Context, base: Path) -> dict:
         raise KrmError("ResourceList.items must be a list", field_path="items")
     fc = resource_list.get("functionConfig")
     if not isinstance(fc, dict):
-        raise KrmError(f"missing functionConfig: expected a {KIND_SPEC} or {KIND_DECRYPTOR}",
-                       field_path="functionConfig")
+        raise KrmError(
+            f"missing functionConfig: expected a {KIND_SPEC} or {KIND_DECRYPTOR}",
+            field_path="functionConfig",
+        )
     kind = fc.get("kind")
     cfg_path = item_path(fc)
     if cfg_path and not (base / cfg_path).exists():
         raise KrmError(
             f"the function config's path {cfg_path} is not under the working directory {base}: "
-            "kustomize runs exec functions in the current directory and gives paths relative to the "
+            "kustomize runs exec functions in the current directory and gives paths relative to "
+            "the "
             "package, so run `kustomize fn run . --enable-exec` from the package directory "
             "(or use `krm-secrets generate DIR`, which works from anywhere)",
-            resource=ResourceRef.of(fc), field_path="metadata.annotations")
+            resource=ResourceRef.of(fc),
+            field_path="metadata.annotations",
+        )
     if kind == KIND_DECRYPTOR:
         spec = parse_decryptor(fc)
         items = run_decryptor(spec, items, ctx, base)
@@ -412,7 +488,10 @@ def process(resource_list: Any, ctx: Context, base: Path) -> dict:
         spec2 = parse_spec(fc)
         items = run_spec_in_list(spec2, items, ctx, base, item_path(fc))
     else:
-        raise KrmError(f"unknown functionConfig kind {kind!r}: expected {KIND_SPEC} or {KIND_DECRYPTOR} "
-                       f"({API_VERSION})", field_path="functionConfig.kind",
-                       resource=ResourceRef.of(fc))
+        raise KrmError(
+            f"unknown functionConfig kind {kind!r}: expected {KIND_SPEC} or {KIND_DECRYPTOR} "
+            f"({API_VERSION})",
+            field_path="functionConfig.kind",
+            resource=ResourceRef.of(fc),
+        )
     return {**resource_list, "items": items}

@@ -75,9 +75,16 @@ def load_identities(env: Mapping[str, str], cwd: Path | None = None) -> KeyRing:
         path = env["SOPS_AGE_KEY_FILE"]
         found = resolve_key_file(path, cwd)
         try:
-            add(found.read_text(), f"SOPS_AGE_KEY_FILE={path}" + (f" ({found})" if str(found) != path else ""))
+            add(
+                found.read_text(),
+                f"SOPS_AGE_KEY_FILE={path}" + (f" ({found})" if str(found) != path else ""),
+            )
         except OSError as exc:
-            where = f"{path} (looked in {cwd} and its parents)" if not Path(path).is_absolute() else path
+            where = (
+                f"{path} (looked in {cwd} and its parents)"
+                if not Path(path).is_absolute()
+                else path
+            )
             problems.append(f"SOPS_AGE_KEY_FILE={where}: {exc.strerror}")
             tried.append(f"SOPS_AGE_KEY_FILE={where}: {exc.strerror}")
     else:
@@ -85,7 +92,9 @@ def load_identities(env: Mapping[str, str], cwd: Path | None = None) -> KeyRing:
     if "SOPS_AGE_KEY_CMD" in env:
         cmd = env["SOPS_AGE_KEY_CMD"]
         try:
-            out = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=True, timeout=60)
+            out = subprocess.run(
+                shlex.split(cmd), capture_output=True, text=True, check=True, timeout=60
+            )
             add(out.stdout, f"SOPS_AGE_KEY_CMD={cmd}")
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             problems.append(f"SOPS_AGE_KEY_CMD={cmd}: {exc}")
@@ -175,7 +184,12 @@ def creation_rule_for(artifact: Path) -> CreationRule:
             mac_only_encrypted=bool(r.get("mac_only_encrypted", False)),
         )
         if not any(
-            (rules.encrypted_regex, rules.unencrypted_regex, rules.encrypted_suffix, rules.unencrypted_suffix)
+            (
+                rules.encrypted_regex,
+                rules.unencrypted_regex,
+                rules.encrypted_suffix,
+                rules.unencrypted_suffix,
+            )
         ):
             rules = Rules(encrypted_regex=DEFAULT_ENCRYPTED_REGEX)
         return CreationRule(cfg, tuple(recips), rules)

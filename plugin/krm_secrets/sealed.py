@@ -36,7 +36,10 @@ KIND = "SealedSecret"
 NS_WIDE = "sealedsecrets.bitnami.com/namespace-wide"
 CLUSTER_WIDE = "sealedsecrets.bitnami.com/cluster-wide"
 SEALED_FOR = "secrets.backstage-gitops.dev/sealed-for"
-STRIP = ("kubectl.kubernetes.io/last-applied-configuration", "kubecfg.ksonnet.io/last-applied-configuration")
+STRIP = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kubecfg.ksonnet.io/last-applied-configuration",
+)
 Rng = Callable[[int], bytes]
 
 
@@ -53,14 +56,22 @@ def label(namespace: str, name: str, scope: str) -> bytes:
 
 
 def sealed_for(namespace: str, name: str, scope: str) -> str:
-    return {"cluster-wide": "*/*", "namespace-wide": f"{namespace}/*"}.get(scope, f"{namespace}/{name}")
+    return {"cluster-wide": "*/*", "namespace-wide": f"{namespace}/*"}.get(
+        scope, f"{namespace}/{name}"
+    )
 
 
 def hybrid_encrypt(pub: rsa.RSAPublicKey, plaintext: bytes, lbl: bytes, rng: Rng) -> bytes:
     session = rng(32)
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=lbl or None)
+    oaep = padding.OAEP(
+        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=lbl or None
+    )
     rsa_ct = pub.encrypt(session, oaep)
-    return len(rsa_ct).to_bytes(2, "big") + rsa_ct + AESGCM(session).encrypt(b"\x00" * 12, plaintext, None)
+    return (
+        len(rsa_ct).to_bytes(2, "big")
+        + rsa_ct
+        + AESGCM(session).encrypt(b"\x00" * 12, plaintext, None)
+    )
 
 
 def hybrid_decrypt(priv: rsa.RSAPrivateKey, ciphertext: bytes, lbl: bytes) -> bytes:
@@ -69,7 +80,9 @@ def hybrid_decrypt(priv: rsa.RSAPrivateKey, ciphertext: bytes, lbl: bytes) -> by
     n = int.from_bytes(ciphertext[:2], "big")
     if len(ciphertext) < n + 2:
         raise SealError("sealed value too short")
-    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=lbl or None)
+    oaep = padding.OAEP(
+        mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=lbl or None
+    )
     try:
         session = priv.decrypt(ciphertext[2 : n + 2], oaep)
         return AESGCM(session).decrypt(b"\x00" * 12, ciphertext[n + 2 :], None)
@@ -84,30 +97,45 @@ def load_certificate(pem: bytes, where: str, now: datetime) -> rsa.RSAPublicKey:
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise KrmError("not a PEM X.509 certificate (expected the controller's cert: "
-                       "`kubeseal --fetch-cert`)", where) from None
+        raise KrmError(
+            "not a PEM X.509 certificate (expected the controller's cert: `kubeseal --fetch-cert`)",
+            where,
+        ) from None
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     if now < start:
-        raise KrmError(f"certificate is not valid yet (valid from {start:%Y-%m-%dT%H:%M:%SZ})", where)
+        raise KrmError(
+            f"certificate is not valid yet (valid from {start:%Y-%m-%dT%H:%M:%SZ})", where
+        )
     if now > end:
-        raise KrmError(f"certificate expired on {end:%Y-%m-%dT%H:%M:%SZ}: fetch the controller's "
-                       "current certificate (`kubeseal --fetch-cert`)", where)
+        raise KrmError(
+            f"certificate expired on {end:%Y-%m-%dT%H:%M:%SZ}: fetch the controller's "
+            "current certificate (`kubeseal --fetch-cert`)",
+            where,
+        )
     pub = cert.public_key()
     if not isinstance(pub, rsa.RSAPublicKey):
         raise KrmError("the certificate's key is not RSA (sealed-secrets uses RSA keys)", where)
     if pub.key_size < 2048:
-        raise KrmError(f"the certificate's RSA key is {pub.key_size} bits; expected at least 2048", where)
+        raise KrmError(
+            f"the certificate's RSA key is {pub.key_size} bits; expected at least 2048", where
+        )
     return pub
 
 
-def _check_final(name: str, namespace: str, scope: str, where: str, ref: ResourceRef | None) -> None:
+def _check_final(
+    name: str, namespace: str, scope: str, where: str, ref: ResourceRef | None
+) -> None:
     from .config import _DNS_LABEL, _DNS_SUBDOMAIN  # noqa: PLC0415
 
     if not name or not _DNS_SUBDOMAIN.match(name):
         raise KrmError(f"invalid Secret name {name!r}", where, ref, "metadata.name")
     if scope != "cluster-wide" and not namespace:
-        raise KrmError(f"a {scope} SealedSecret needs the Secret's final namespace", where, ref,
-                       "metadata.namespace")
+        raise KrmError(
+            f"a {scope} SealedSecret needs the Secret's final namespace",
+            where,
+            ref,
+            "metadata.namespace",
+        )
     if namespace and not _DNS_LABEL.match(namespace):
         raise KrmError(f"invalid namespace {namespace!r}", where, ref, "metadata.namespace")
 
@@ -120,18 +148,29 @@ def scope_annotations(scope: str) -> dict[str, str]:
     return {}
 
 
-def seal_secret(secret: dict, pub: rsa.RSAPublicKey, scope: str | None, rng: Rng, where: str) -> dict:
+def seal_secret(
+    secret: dict, pub: rsa.RSAPublicKey, scope: str | None, rng: Rng, where: str
+) -> dict:
     """A Secret manifest -> a SealedSecret, as `kubeseal` makes it."""
     ref = ResourceRef.of(secret)
-    if not isinstance(secret, dict) or secret.get("kind") != "Secret" or secret.get("apiVersion") != "v1":
+    if (
+        not isinstance(secret, dict)
+        or secret.get("kind") != "Secret"
+        or secret.get("apiVersion") != "v1"
+    ):
         raise KrmError("expected apiVersion v1, kind Secret", where, ref, "kind")
     meta = secret.get("metadata") or {}
     if not isinstance(meta, dict):
         raise KrmError("expected a mapping", where, ref, "metadata")
     ann = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in STRIP}
     if scope is None:
-        scope = ("cluster-wide" if ann.get(CLUSTER_WIDE) == "true"
-                 else "namespace-wide" if ann.get(NS_WIDE) == "true" else "strict")
+        scope = (
+            "cluster-wide"
+            if ann.get(CLUSTER_WIDE) == "true"
+            else "namespace-wide"
+            if ann.get(NS_WIDE) == "true"
+            else "strict"
+        )
     name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
     _check_final(name, namespace, scope, where, ref)
     values: dict[str, bytes] = {}
@@ -142,16 +181,37 @@ def seal_secret(secret: dict, pub: rsa.RSAPublicKey, scope: str | None, rng: Rng
             raise KrmError("not valid base64", where, ref, f"data.{k}") from None
     for k, v in (secret.get("stringData") or {}).items():
         if k in values:
-            raise KrmError(f"duplicate key {k!r} in data and stringData", where, ref, f"stringData.{k}")
+            raise KrmError(
+                f"duplicate key {k!r} in data and stringData", where, ref, f"stringData.{k}"
+            )
         values[k] = str(v).encode("utf-8", "surrogateescape")
-    return build_sealed(name, namespace, scope, secret.get("type") or "Opaque",
-                        {k: v for k, v in (meta.get("labels") or {}).items()}, ann, values, pub, rng,
-                        immutable=secret.get("immutable"))
+    return build_sealed(
+        name,
+        namespace,
+        scope,
+        secret.get("type") or "Opaque",
+        {k: v for k, v in (meta.get("labels") or {}).items()},
+        ann,
+        values,
+        pub,
+        rng,
+        immutable=secret.get("immutable"),
+    )
 
 
-def build_sealed(name: str, namespace: str, scope: str, secret_type: str, labels: dict, annotations: dict,
-                 values: dict[str, bytes], pub: rsa.RSAPublicKey, rng: Rng,
-                 immutable: Any = None, existing: dict[str, str] | None = None) -> dict:
+def build_sealed(
+    name: str,
+    namespace: str,
+    scope: str,
+    secret_type: str,
+    labels: dict,
+    annotations: dict,
+    values: dict[str, bytes],
+    pub: rsa.RSAPublicKey,
+    rng: Rng,
+    immutable: Any = None,
+    existing: dict[str, str] | None = None,
+) -> dict:
     lbl = label(namespace, name, scope)
     ann = {k: v for k, v in annotations.items() if k not in (NS_WIDE, CLUSTER_WIDE)}
     ann.update(scope_annotations(scope))
@@ -168,7 +228,10 @@ def build_sealed(name: str, namespace: str, scope: str, secret_type: str, labels
     smeta: dict[str, Any] = {"name": name}
     if namespace:
         smeta["namespace"] = namespace
-    smeta["annotations"] = {**scope_annotations(scope), SEALED_FOR: sealed_for(namespace, name, scope)}
+    smeta["annotations"] = {
+        **scope_annotations(scope),
+        SEALED_FOR: sealed_for(namespace, name, scope),
+    }
     template: dict[str, Any] = {"metadata": tmeta, "type": secret_type}
     if immutable is not None:
         template["immutable"] = immutable
@@ -213,19 +276,29 @@ def well_formed(sealed: dict, where: str) -> None:
     scope = scope_of(sealed)
     name, ns = str(meta.get("name") or ""), str(meta.get("namespace") or "")
     _check_final(name, ns, scope, where, ref)
+    rec = (meta.get("annotations") or {}).get(SEALED_FOR)
+    if rec is not None and rec != sealed_for(ns, name, scope):
+        raise KrmError(
+            f"sealed for {rec} but its final name is {ns}/{name} ({scope}): the controller "
+            "will not unseal it; seal again for the final name and namespace",
+            where,
+            ref,
+            "metadata",
+        )
     tmeta = (spec.get("template") or {}).get("metadata") or {}
     for f, v in (("name", name), ("namespace", ns)):
         if tmeta.get(f) not in (None, v):
-            raise KrmError(f"spec.template.metadata.{f} {tmeta.get(f)!r} differs from metadata.{f} {v!r}",
-                           where, ref, f"spec.template.metadata.{f}")
-    rec = (meta.get("annotations") or {}).get(SEALED_FOR)
-    if rec is not None and rec != sealed_for(ns, name, scope):
-        raise KrmError(f"sealed for {rec} but its final name is {ns}/{name} ({scope}): the controller "
-                       "will not unseal it; seal again for the final name and namespace",
-                       where, ref, "metadata")
+            raise KrmError(
+                f"spec.template.metadata.{f} {tmeta.get(f)!r} differs from metadata.{f} {v!r}",
+                where,
+                ref,
+                f"spec.template.metadata.{f}",
+            )
     enc = spec.get("encryptedData")
     if not isinstance(enc, dict) or not enc:
-        raise KrmError("expected a non-empty encryptedData mapping", where, ref, "spec.encryptedData")
+        raise KrmError(
+            "expected a non-empty encryptedData mapping", where, ref, "spec.encryptedData"
+        )
     for k, v in enc.items():
         try:
             ct = base64.b64decode(str(v), validate=True)
@@ -244,16 +317,27 @@ def _pub_for(spec: SecretSpec, ctx: Any, base: Path) -> rsa.RSAPublicKey:
     try:
         pem = ctx.read_file(path)
     except OSError as exc:
-        raise KrmError(f"cannot read certificate {path}: {exc.strerror}", spec.file, spec.ref,
-                       "spec.format.sealedSecret.certificate") from None
+        raise KrmError(
+            f"cannot read certificate {path}: {exc.strerror}",
+            spec.file,
+            spec.ref,
+            "spec.format.sealedSecret.certificate",
+        ) from None
     try:
         return load_certificate(pem, str(path), ctx.now())
     except KrmError as exc:
-        raise KrmError(exc.message, str(path), spec.ref, "spec.format.sealedSecret.certificate") from None
+        raise KrmError(
+            exc.message, str(path), spec.ref, "spec.format.sealedSecret.certificate"
+        ) from None
 
 
-def generate_sealed(spec: SecretSpec, existing: dict | None, ctx: Any, base: Path,
-                    rotate: frozenset[str] = frozenset()) -> Any:
+def generate_sealed(
+    spec: SecretSpec,
+    existing: dict | None,
+    ctx: Any,
+    base: Path,
+    rotate: frozenset[str] = frozenset(),
+) -> Any:
     from .core import Outcome, produce_value  # noqa: PLC0415
 
     assert spec.sealed is not None
@@ -269,19 +353,30 @@ def generate_sealed(spec: SecretSpec, existing: dict | None, ctx: Any, base: Pat
     if existing is not None:
         ref = ResourceRef.of(existing)
         if existing.get("kind") != KIND or existing.get("apiVersion") != API:
-            raise KrmError(f"exists but is not a {KIND}; refusing to overwrite it", where, ref, "kind")
+            raise KrmError(
+                f"exists but is not a {KIND}; refusing to overwrite it", where, ref, "kind"
+            )
         meta = existing.get("metadata") or {}
         if (meta.get("name"), meta.get("namespace") or "", scope_of(existing)) != (
-                spec.name, spec.namespace, scope):
+            spec.name,
+            spec.namespace,
+            scope,
+        ):
             raise KrmError(
-                f"sealed for {meta.get('namespace')}/{meta.get('name')} ({scope_of(existing)}) but the "
+                f"sealed for {meta.get('namespace')}/{meta.get('name')} ({scope_of(existing)}) "
+                "but the "
                 f"spec says {spec.namespace}/{spec.name} ({scope}); sealed values cannot be moved: "
                 "delete the artifact and run generate again (user-supplied values are asked again)",
-                where, ref, "metadata")
-        keep = dict(((existing.get("spec") or {}).get("encryptedData") or {}))
+                where,
+                ref,
+                "metadata",
+            )
+        keep = dict((existing.get("spec") or {}).get("encryptedData") or {})
         tmpl = (existing.get("spec") or {}).get("template") or {}
-        if tmpl.get("type", "Opaque") != spec.secret_type or (tmpl.get("metadata") or {}).get(
-                "labels", {}) != spec.labels:
+        if (
+            tmpl.get("type", "Opaque") != spec.secret_type
+            or (tmpl.get("metadata") or {}).get("labels", {}) != spec.labels
+        ):
             reasons.append("template changed")
     missing = [n for n in names if n not in keep]
     if missing:
@@ -291,15 +386,32 @@ def generate_sealed(spec: SecretSpec, existing: dict | None, ctx: Any, base: Pat
     if existing is not None and not reasons:
         return Outcome(None)
     pub = _pub_for(spec, ctx, base)
-    values = {k.name: produce_value(spec, k, ctx, base) for k in spec.keys if k.name in missing or k.name in rotate}
+    values = {
+        k.name: produce_value(spec, k, ctx, base)
+        for k in spec.keys
+        if k.name in missing or k.name in rotate
+    }
     _validate_values(spec, values)
     for k in rotate:
         keep.pop(k, None)
-    doc = build_sealed(spec.name, spec.namespace, scope, spec.secret_type, dict(spec.labels),
-                       dict(spec.annotations), values, pub, ctx.rng,
-                       existing={k: v for k, v in keep.items() if k in names})
-    return Outcome(doc, added=missing, rotated=sorted(rotate),
-                   reasons=["created"] if existing is None else reasons)
+    doc = build_sealed(
+        spec.name,
+        spec.namespace,
+        scope,
+        spec.secret_type,
+        dict(spec.labels),
+        dict(spec.annotations),
+        values,
+        pub,
+        ctx.rng,
+        existing={k: v for k, v in keep.items() if k in names},
+    )
+    return Outcome(
+        doc,
+        added=missing,
+        rotated=sorted(rotate),
+        reasons=["created"] if existing is None else reasons,
+    )
 
 
 def _validate_values(spec: SecretSpec, values: dict[str, bytes]) -> None:
@@ -313,28 +425,44 @@ def _validate_values(spec: SecretSpec, values: dict[str, bytes]) -> None:
             ok = False
         if not ok:
             i = [k.name for k in spec.keys].index(".dockerconfigjson")
-            raise KrmError('.dockerconfigjson must be JSON with an "auths" mapping '
-                           '(kubectl create secret docker-registry --dry-run=client -o yaml makes one)',
-                           spec.file, spec.ref, f"spec.keys[{i}]")
+            raise KrmError(
+                '.dockerconfigjson must be JSON with an "auths" mapping '
+                "(kubectl create secret docker-registry --dry-run=client -o yaml makes one)",
+                spec.file,
+                spec.ref,
+                f"spec.keys[{i}]",
+            )
 
 
-def generate_sealed_item(spec: SecretSpec, items: list, ctx: Any, base: Path, config_path: str | None) -> list:
+def generate_sealed_item(
+    spec: SecretSpec, items: list, ctx: Any, base: Path, config_path: str | None
+) -> list:
     import os  # noqa: PLC0415
 
     from .core import item_path  # noqa: PLC0415
 
     cdir = os.path.dirname(config_path) if config_path else ""
     out_path = os.path.normpath(os.path.join(cdir, spec.output))
-    idx = next((i for i, it in enumerate(items) if isinstance(it, dict) and item_path(it)
-                and os.path.normpath(item_path(it)) == out_path), None)
+    idx = next(
+        (
+            i
+            for i, it in enumerate(items)
+            if isinstance(it, dict)
+            and item_path(it)
+            and os.path.normpath(item_path(it)) == out_path
+        ),
+        None,
+    )
     existing = items[idx] if idx is not None else None
     outcome = generate_sealed(spec, existing, ctx, base / cdir)
     if outcome.doc is None:
         return items
     doc = outcome.doc
-    doc["metadata"]["annotations"] = {**doc["metadata"].get("annotations", {}),
-                                      "config.kubernetes.io/path": out_path,
-                                      "internal.config.kubernetes.io/path": out_path}
+    doc["metadata"]["annotations"] = {
+        **doc["metadata"].get("annotations", {}),
+        "config.kubernetes.io/path": out_path,
+        "internal.config.kubernetes.io/path": out_path,
+    }
     items = list(items)
     if idx is None:
         items.append(doc)
@@ -376,7 +504,11 @@ def cmd_seal(args: Any) -> int:
         raise KrmError(f"expected one Secret, found {len(docs)} documents (use --batch)", where)
     out = []
     for d in docs:
-        if isinstance(d, dict) and args.namespace and not (d.get("metadata") or {}).get("namespace"):
+        if (
+            isinstance(d, dict)
+            and args.namespace
+            and not (d.get("metadata") or {}).get("namespace")
+        ):
             d.setdefault("metadata", {})["namespace"] = args.namespace
         out.append(seal_secret(d, pub, args.scope, ctx.rng, where))
     sys.stdout.write(yamlio.dump_all(out))

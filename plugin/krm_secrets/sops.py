@@ -343,7 +343,9 @@ def age_stanzas(doc: dict) -> list[tuple[str, str]]:
         out.append((str(e.get("recipient", "")), e["enc"]))
     if not out:
         others = [k for k in _UNSUPPORTED_KEY_TYPES if meta.get(k)]
-        what = f" (it has {', '.join(others)} keys, which krm-secrets does not use)" if others else ""
+        what = (
+            f" (it has {', '.join(others)} keys, which krm-secrets does not use)" if others else ""
+        )
         raise SopsError(f"the file has no age recipients{what}", "sops.age")
     return out
 
@@ -370,7 +372,8 @@ def data_key(doc: dict, identities: list[age.Identity], tried: list[str]) -> byt
             continue
         except age.AgeError as exc:
             raise SopsError(
-                f"the age-encrypted data key for {recipient} is corrupt: {exc}", f"sops.age[{i}].enc"
+                f"the age-encrypted data key for {recipient} is corrupt: {exc}",
+                f"sops.age[{i}].enc",
             ) from None
         if len(key) != 32:
             raise SopsError("the decrypted data key is not 32 bytes", f"sops.age[{i}].enc")

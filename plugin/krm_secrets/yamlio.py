@@ -68,9 +68,7 @@ def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dic
         try:
             hash(key)
         except TypeError:
-            raise YamlError(
-                "unhashable mapping key", key_node.start_mark.line + 1
-            ) from None
+            raise YamlError("unhashable mapping key", key_node.start_mark.line + 1) from None
         if key in out:
             raise YamlError(f"duplicate key {key!r}", key_node.start_mark.line + 1)
         out[key] = loader.construct_object(value_node, deep=deep)
@@ -111,9 +109,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 # Quote what a YAML 1.2 reader would retype, on top of the YAML 1.1 rules SafeDumper knows.
-_Dumper.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:0o[0-7]+)$"), ["0"]
-)
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^(?:0o[0-7]+)$"), ["0"])
 
 
 def _str(dumper: _Dumper, data: str) -> yaml.ScalarNode:

@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 from krm_helpers import AGE_KEY, CACHE, KUBESEAL_VERSION, SeededRng, need_tool
-
 from krm_secrets import age
 
 
@@ -20,8 +19,6 @@ def identity() -> age.Identity:
 @pytest.fixture
 def other_identity() -> age.Identity:
     return age.Identity.generate(SeededRng(99))
-
-
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +41,9 @@ def kustomize_bin() -> str:
     env = os.environ.get("KUSTOMIZE")
     if env and os.access(env, os.X_OK):
         return env
-    return need_tool("kustomize", "run scripts/bootstrap.sh (builds the pinned kustomize into .tools/bin)")
+    return need_tool(
+        "kustomize", "run scripts/bootstrap.sh (builds the pinned kustomize into .tools/bin)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +54,26 @@ def kubeseal_bin() -> str:
     if exe.exists():
         return str(exe)
     if not shutil.which("go"):
-        pytest.fail("kubeseal is absent and Go is not installed to build it (apt-get install golang-go)",
-                    pytrace=False)
+        pytest.fail(
+            "kubeseal is absent and Go is not installed to build it (apt-get install golang-go)",
+            pytrace=False,
+        )
     gobin.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        ["go", "install", f"github.com/bitnami-labs/sealed-secrets/cmd/kubeseal@{KUBESEAL_VERSION}"],
-        env={**os.environ, "GOBIN": str(gobin)}, capture_output=True, text=True, timeout=1800,
+        [
+            "go",
+            "install",
+            f"github.com/bitnami-labs/sealed-secrets/cmd/kubeseal@{KUBESEAL_VERSION}",
+        ],
+        env={**os.environ, "GOBIN": str(gobin)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     if proc.returncode != 0 or not exe.exists():
-        pytest.fail(f"could not build kubeseal {KUBESEAL_VERSION} from the Go module proxy:\n{proc.stderr[-2000:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"could not build kubeseal {KUBESEAL_VERSION} from the Go module proxy:\n"
+            f"{proc.stderr[-2000:]}",
+            pytrace=False,
+        )
     return str(exe)

@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from krm_secrets import age
 from krm_secrets.core import Context
 from krm_secrets.keys import load_identities
 
@@ -51,14 +49,15 @@ def isolated_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def make_ctx(seed: int = 1, env: dict[str, str] | None = None, key_file: Path | None = AGE_KEY) -> Context:
+def make_ctx(
+    seed: int = 1, env: dict[str, str] | None = None, key_file: Path | None = AGE_KEY
+) -> Context:
     env = env if env is not None else isolated_env()
     if key_file is not None:
         env = {**env, "SOPS_AGE_KEY_FILE": str(key_file)}
     ctx = Context(rng=SeededRng(seed), now=lambda: FIXED_NOW, env=env)
     ctx.keyring = load_identities(env, REPO)
     return ctx
-
 
 
 def need_tool(name: str, install: str) -> str:
@@ -71,9 +70,17 @@ def need_tool(name: str, install: str) -> str:
     return found
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(VENV_BIN / "krm-secrets"), *args], env=env if env is not None else isolated_env(),
-        input=input, capture_output=True, cwd=cwd or REPO, timeout=120,
+        [str(VENV_BIN / "krm-secrets"), *args],
+        env=env if env is not None else isolated_env(),
+        input=input,
+        capture_output=True,
+        cwd=cwd or REPO,
+        timeout=120,
     )

@@ -6,7 +6,6 @@ import subprocess
 
 import pytest
 from krm_helpers import AGE_KEY, SeededRng
-
 from krm_secrets import age
 
 SIZES = [0, 1, 100, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 3 * 64 * 1024]
@@ -69,7 +68,9 @@ def test_real_age_decrypts_ours(tmp_path, age_bin, identity, size, armored):
     blob = age.encrypt(data, [identity.recipient], SeededRng(5))
     f = tmp_path / "f.age"
     f.write_bytes(age.armor(blob).encode() if armored else blob)
-    out = subprocess.run([age_bin, "-d", "-i", str(AGE_KEY), str(f)], capture_output=True, check=True)
+    out = subprocess.run(
+        [age_bin, "-d", "-i", str(AGE_KEY), str(f)], capture_output=True, check=True
+    )
     assert out.stdout == data
 
 
@@ -92,11 +93,15 @@ def test_age_keygen_keys_work(tmp_path, age_keygen_bin, age_bin):
     keyfile = tmp_path / "k.txt"
     subprocess.run([age_keygen_bin, "-o", str(keyfile)], check=True, capture_output=True)
     (ident,) = age.parse_identities(keyfile.read_text(), str(keyfile))
-    pub = subprocess.run([age_keygen_bin, "-y", str(keyfile)], check=True, capture_output=True, text=True)
+    pub = subprocess.run(
+        [age_keygen_bin, "-y", str(keyfile)], check=True, capture_output=True, text=True
+    )
     assert str(ident.recipient) == pub.stdout.strip()
     f = tmp_path / "x.age"
     f.write_bytes(age.encrypt(b"hi", [ident.recipient]))
-    out = subprocess.run([age_bin, "-d", "-i", str(keyfile), str(f)], capture_output=True, check=True)
+    out = subprocess.run(
+        [age_bin, "-d", "-i", str(keyfile), str(f)], capture_output=True, check=True
+    )
     assert out.stdout == b"hi"
 
 
@@ -104,7 +109,9 @@ def test_our_keygen_output_is_read_by_age(tmp_path, age_keygen_bin):
     ident = age.Identity.generate()
     keyfile = tmp_path / "k.txt"
     keyfile.write_text(age.keygen_text(ident, "2026-01-01T00:00:00Z"))
-    pub = subprocess.run([age_keygen_bin, "-y", str(keyfile)], check=True, capture_output=True, text=True)
+    pub = subprocess.run(
+        [age_keygen_bin, "-y", str(keyfile)], check=True, capture_output=True, text=True
+    )
     assert pub.stdout.strip() == str(ident.recipient)
 
 

@@ -9,7 +9,6 @@ Randomness is seeded and time fixed, so SOPS outputs are reproducible; SealedSec
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from krm_helpers import AGE_KEY, REPO, SEALED_KEY, isolated_env, make_ctx
-
 from krm_secrets import sealed, yamlio
 from krm_secrets.cli import execute
 from krm_secrets.config import KIND_SPEC
@@ -42,9 +40,15 @@ def _env(case: Path) -> tuple[dict, Path | None]:
 
 def _resource_list(case: Path) -> dict:
     fc = yamlio.load((case / "fnconfig.yaml").read_text())
-    items = yamlio.load_all((case / "input.yaml").read_text()) if (case / "input.yaml").exists() else []
-    return {"apiVersion": "config.kubernetes.io/v1", "kind": "ResourceList", "items": items,
-            "functionConfig": fc}
+    items = (
+        yamlio.load_all((case / "input.yaml").read_text()) if (case / "input.yaml").exists() else []
+    )
+    return {
+        "apiVersion": "config.kubernetes.io/v1",
+        "kind": "ResourceList",
+        "items": items,
+        "functionConfig": fc,
+    }
 
 
 def _normalise(out: dict, case: Path) -> str:
@@ -53,7 +57,9 @@ def _normalise(out: dict, case: Path) -> str:
         if isinstance(item, dict) and item.get("kind") == sealed.KIND:
             values = sealed.unseal(item, priv)  # proves they open with the controller's key
             item["spec"]["encryptedData"] = {
-                k: f"<sealed: sha256 {hashlib.sha256(v).hexdigest()[:16]}>" for k, v in values.items()}
+                k: f"<sealed: sha256 {hashlib.sha256(v).hexdigest()[:16]}>"
+                for k, v in values.items()
+            }
     return yamlio.dump(out).replace(str(case), "<fixture>").replace(str(REPO), "<repo>")
 
 
@@ -71,11 +77,17 @@ def test_fixture(name: str) -> None:
     text = _normalise(yamlio.load(yamlio.dump(out)), case)
     golden = case / ("error.yaml" if errors else "expected.yaml")
     other = case / ("expected.yaml" if errors else "error.yaml")
-    got = yamlio.dump(out["results"]).replace(str(case), "<fixture>").replace(str(REPO), "<repo>") if errors else text
+    got = (
+        yamlio.dump(out["results"]).replace(str(case), "<fixture>").replace(str(REPO), "<repo>")
+        if errors
+        else text
+    )
     if UPDATE:
         golden.write_text(got)
         other.unlink(missing_ok=True)
-    assert not other.exists(), f"{name}: expected {other.name}, but the function {'failed' if errors else 'succeeded'}"
+    assert not other.exists(), (
+        f"{name}: expected {other.name}, but the function {'failed' if errors else 'succeeded'}"
+    )
     assert golden.exists(), f"{name}: no {golden.name}; run with UPDATE_GOLDENS=1 and review it"
     assert got == golden.read_text()
 
@@ -96,5 +108,3 @@ def test_every_fixture_has_a_golden() -> None:
     for name in CASES:
         case = FIXTURES / name
         assert (case / "expected.yaml").exists() != (case / "error.yaml").exists(), name
-
-
