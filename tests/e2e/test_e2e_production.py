@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kindcluster import install_sealed_secrets
 
 from e2e import (
     NAMESPACE, REPO, get_json, http_get, make_test_ca, port_forward, rollout, run_logged, wait_for,
@@ -52,6 +51,8 @@ def build_image(script: str, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def production(kind_cluster_factory, tmp_path_factory) -> Production:
+    from kindcluster import install_sealed_secrets  # the kind tier's fixtures and helpers
+
     cluster = kind_cluster_factory(CLUSTER)
     # sealed-secrets: the test-only key first, so the controller adopts it instead of making one.
     cluster.kubectl("apply", "-f", str(REPO / "tests" / "keys" /
