@@ -166,7 +166,9 @@ def _artifact_text(doc: dict, config: Path) -> bytes:
     return (HEADER.format(config=rel, name=name) + yamlio.dump(doc)).encode()
 
 
-def _generate_one(cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[str]) -> list[str]:
+def _generate_one(
+    cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[str], prune: bool = False
+) -> list[str]:
     base = cfg.parent
     artifact = base / spec.output
     existing = None
@@ -178,10 +180,12 @@ def _generate_one(cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[s
     if spec.sealed is not None:
         from .sealed import generate_sealed  # noqa: PLC0415
 
-        outcome = generate_sealed(spec, existing, ctx, base, rotate)
+        outcome = generate_sealed(spec, existing, ctx, base, rotate, prune)
     else:
         recips, rules = sops_target(spec, artifact)
-        outcome = generate_sops(spec, existing, ctx, base, spec.output, recips, rules, rotate)
+        outcome = generate_sops(
+            spec, existing, ctx, base, spec.output, recips, rules, rotate, prune
+        )
     if outcome.doc is None:
         return [f"{artifact}: up to date"]
     atomic_write(artifact, _artifact_text(outcome.doc, cfg))
@@ -195,7 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not specs:
         raise KrmError(f"no {KIND_SPEC} configs found in {', '.join(args.paths)}")
     for cfg, spec in specs:
-        for line in _generate_one(cfg, spec, ctx, frozenset()):
+        for line in _generate_one(cfg, spec, ctx, frozenset(), args.prune):
             print(line)
     for note in ctx.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
@@ -333,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument(
         "--non-interactive", action="store_true", help="never prompt for user-supplied values"
+    )
+    s.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove keys from artifacts that their SecretSpec no longer names (needs the key)",
     )
     s.set_defaults(func=cmd_generate)
 

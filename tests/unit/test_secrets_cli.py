@@ -355,3 +355,20 @@ def test_fn_mode_reports_results(tmp_path):
 def test_fn_mode_without_arguments_reads_stdin():
     proc = run_cli(input=b"apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\n")
     assert proc.returncode == 1 and b"missing functionConfig" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["sops", "sealed"])
+def test_a_key_dropped_from_the_spec_is_kept_until_prune(project, kind):
+    env = {**KEYED, "TEST_TOKEN": "tok"}
+    ok(run_cli("generate", str(project / kind), env=env))
+    spec = project / kind / "app.yaml"
+    spec.write_text(spec.read_text().replace("    - name: USER\n      literal: backstage\n", ""))
+    art = next((project / kind).glob("app-secrets.*.yaml"))
+    before = art.read_bytes()
+    proc = run_cli("generate", str(spec), env=env)
+    assert "up to date" in ok(proc) and "--prune" in proc.stderr.decode()
+    assert art.read_bytes() == before
+    ok(run_cli("generate", "--prune", str(spec), env=env))
+    doc = yamlio.load(art.read_text())
+    values = doc["data"] if kind == "sops" else doc["spec"]["encryptedData"]
+    assert set(values) == {"PASSWORD", "TOKEN"}
