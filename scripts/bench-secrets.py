@@ -158,7 +158,8 @@ def variant_exec(secrets_dir: Path, path: str, api: str, kind: str, files_key: s
     spec = f"  {files_key}:\n" + "".join(f"    - {f}\n" for f in files)
     (secrets_dir / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\ngenerators:\n  - |-\n"
-        f"    apiVersion: {api}\n    kind: {kind}\n    metadata:\n      name: bench\n      annotations:\n"
+        f"    apiVersion: {api}\n    kind: {kind}\n    metadata:\n      name: bench\n"
+        "      annotations:\n"
         f"        config.kubernetes.io/function: |\n          exec:\n            path: {path}\n"
         + "\n".join("  " + line for line in spec.rstrip("\n").split("\n"))
         + "\n"
