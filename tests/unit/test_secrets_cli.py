@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+from datetime import UTC, datetime
 import subprocess
 from pathlib import Path
 
@@ -372,3 +373,36 @@ def test_a_key_dropped_from_the_spec_is_kept_until_prune(project, kind):
     doc = yamlio.load(art.read_text())
     values = doc["data"] if kind == "sops" else doc["spec"]["encryptedData"]
     assert set(values) == {"PASSWORD", "TOKEN"}
+
+
+def test_a_new_recipient_reencrypts_only_the_data_key(project, identity, other_identity):
+    env = {**KEYED, "TEST_TOKEN": "tok"}
+    ok(run_cli("generate", str(project / "sops"), env=env))
+    art = project / "sops" / "app-secrets.sops.yaml"
+    before = yamlio.load(art.read_text())
+    spec = project / "sops" / "app.yaml"
+    spec.write_text(
+        spec.read_text().replace("recipients: [", f"recipients: [{other_identity.recipient}, ")
+    )
+    assert "recipients changed" in ok(run_cli("generate", str(spec), env=env))
+    after = yamlio.load(art.read_text())
+    assert after["data"] == before["data"]
+    assert {e["recipient"] for e in after["sops"]["age"]} == {
+        str(identity.recipient),
+        str(other_identity.recipient),
+    }
+    from krm_secrets import sops
+
+    assert sops.open_document(after, [other_identity], []).tree["data"]["USER"] == "YmFja3N0YWdl"
+
+
+def test_check_reads_a_rendered_stream_from_stdin():
+    cert = sealed.load_certificate(SEALED_CERT.read_bytes(), "c", datetime.now(UTC))
+    one = sealed.build_sealed(
+        "s", "backstage", "strict", "Opaque", {}, {}, {"k": b"v"}, cert, os.urandom
+    )
+    docs = [one]
+    good = yamlio.dump_all(docs).encode()
+    assert "well-formed SealedSecret" in ok(run_cli("check", "-", input=good))
+    docs[0]["metadata"]["name"] = "prefix-s"  # what a namePrefix in an overlay would do
+    fails(run_cli("check", "-", input=yamlio.dump_all(docs).encode()), "sealed for backstage/s")
