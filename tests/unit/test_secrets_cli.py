@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from datetime import UTC, datetime
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
