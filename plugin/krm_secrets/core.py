@@ -489,10 +489,10 @@ def process(resource_list: Any, ctx: Context, base: Path) -> dict:
             field_path="metadata.annotations",
         )
     if kind == KIND_DECRYPTOR:
-        spec = parse_decryptor(fc)
+        spec = parse_decryptor(fc, cfg_path)
         items = run_decryptor(spec, items, ctx, base)
     elif kind == KIND_SPEC:
-        spec2 = parse_spec(fc)
+        spec2 = parse_spec(fc, cfg_path)
         items = run_spec_in_list(spec2, items, ctx, base, item_path(fc))
     else:
         raise KrmError(
