@@ -5,20 +5,20 @@ Exit codes: 0 success, 1 an error (reported as a KRM result and on stderr), 2 us
 
 from __future__ import annotations
 
-import argparse
-import getpass
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import age, sops, yamlio
 from .config import API_VERSION, KIND_SPEC, SecretSpec, parse_spec
 from .core import HEADER, Context, decrypt_secret, generate_sops, process, sops_target
 from .errors import KrmError, ResourceRef
+
+if TYPE_CHECKING:
+    import argparse
 
 PROG = "krm-secrets"
 
@@ -39,6 +39,8 @@ class UsageError(Exception):
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write via a temporary file in the same directory and rename: never half-written."""
+    import tempfile  # noqa: PLC0415
+
     directory = path.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -107,6 +109,7 @@ def find_specs(paths: Sequence[str]) -> list[tuple[Path, SecretSpec]]:
 def make_context(interactive: bool) -> Context:
     prompt = None
     if interactive and sys.stdin.isatty():
+        import getpass  # noqa: PLC0415
 
         def prompt(text: str) -> bytes:  # noqa: E306
             return getpass.getpass(f"{text}: ").encode()
@@ -131,7 +134,7 @@ def execute(rl: Any, ctx: Context, base: Path) -> tuple[dict, list[KrmError]]:
         return out, [exc]
 
 
-def cmd_fn(args: argparse.Namespace) -> int:
+def cmd_fn(args: argparse.Namespace | None) -> int:
     """Run as a KRM function: a ResourceList on stdin, the ResourceList with results on stdout."""
     raw = sys.stdin.buffer.read()
     ctx = Context()
@@ -163,7 +166,9 @@ def _artifact_text(doc: dict, config: Path) -> bytes:
     return (HEADER.format(config=rel, name=name) + yamlio.dump(doc)).encode()
 
 
-def _generate_one(cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[str]) -> list[str]:
+def _generate_one(
+    cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[str], prune: bool = False
+) -> list[str]:
     base = cfg.parent
     artifact = base / spec.output
     existing = None
@@ -175,10 +180,12 @@ def _generate_one(cfg: Path, spec: SecretSpec, ctx: Context, rotate: frozenset[s
     if spec.sealed is not None:
         from .sealed import generate_sealed  # noqa: PLC0415
 
-        outcome = generate_sealed(spec, existing, ctx, base, rotate)
+        outcome = generate_sealed(spec, existing, ctx, base, rotate, prune)
     else:
         recips, rules = sops_target(spec, artifact)
-        outcome = generate_sops(spec, existing, ctx, base, spec.output, recips, rules, rotate)
+        outcome = generate_sops(
+            spec, existing, ctx, base, spec.output, recips, rules, rotate, prune
+        )
     if outcome.doc is None:
         return [f"{artifact}: up to date"]
     atomic_write(artifact, _artifact_text(outcome.doc, cfg))
@@ -192,7 +199,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if not specs:
         raise KrmError(f"no {KIND_SPEC} configs found in {', '.join(args.paths)}")
     for cfg, spec in specs:
-        for line in _generate_one(cfg, spec, ctx, frozenset()):
+        for line in _generate_one(cfg, spec, ctx, frozenset(), args.prune):
             print(line)
     for note in ctx.notes:
         print(f"{PROG}: warning: {note}", file=sys.stderr)
@@ -290,6 +297,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse  # noqa: PLC0415 (the KRM function path skips argparse: faster builds)
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Generate, encrypt (SOPS/age, SealedSecret) and decrypt Kubernetes Secrets; "
@@ -328,6 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", metavar="PATH")
     s.add_argument(
         "--non-interactive", action="store_true", help="never prompt for user-supplied values"
+    )
+    s.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove keys from artifacts that their SecretSpec no longer names (needs the key)",
     )
     s.set_defaults(func=cmd_generate)
 
@@ -411,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv and not sys.stdin.isatty():
-        argv = ["fn"]  # `kustomize fn run --exec-path krm-secrets` passes no arguments
+        argv = ["fn"]  # kustomize runs `exec: {path: krm-secrets}` without arguments
+    if argv == ["fn"]:
+        return cmd_fn(None)  # the hot path of every kustomize build: no argparse
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

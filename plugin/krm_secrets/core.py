@@ -179,8 +179,12 @@ def generate_sops(
     recipients: tuple[str, ...],
     rules: sops.Rules,
     rotate: frozenset[str] = frozenset(),
+    prune: bool = False,
 ) -> Outcome:
-    """Create missing values, never change existing ones (except the keys named in `rotate`)."""
+    """Create missing values, never change existing ones (except the keys named in `rotate`).
+
+    Keys in the artifact that the spec no longer names are kept (with a warning), or removed
+    with `prune`."""
     try:
         recips = [age.Recipient.parse(r) for r in recipients]
     except age.AgeError as exc:
@@ -230,7 +234,9 @@ def generate_sops(
         reasons.append("metadata changed")
     if file_recips != sorted(str(r) for r in recips):
         reasons.append("recipients changed")
-    if extra:
+    if extra and prune:
+        reasons.append("pruning keys " + ", ".join(extra))
+    elif extra:
         ctx.notes.append(
             f"{where}: keys {', '.join(extra)} are in the artifact but not in {spec.file}: kept; "
             "delete them from the artifact with `krm-secrets generate --prune`"
@@ -259,8 +265,9 @@ def generate_sops(
             new_data[k.name] = data[k.name]
         else:
             new_data[k.name] = base64.b64encode(produce_value(spec, k, ctx, base)).decode()
-    for k in extra:
-        new_data[k] = data[k]
+    if not prune:
+        for k in extra:
+            new_data[k] = data[k]
     new_tree = {**skeleton, "data": new_data}
     same_recips = file_recips == sorted(str(r) for r in recips)
     doc = sops.seal_document(
@@ -482,10 +489,10 @@ def process(resource_list: Any, ctx: Context, base: Path) -> dict:
             field_path="metadata.annotations",
         )
     if kind == KIND_DECRYPTOR:
-        spec = parse_decryptor(fc)
+        spec = parse_decryptor(fc, cfg_path)
         items = run_decryptor(spec, items, ctx, base)
     elif kind == KIND_SPEC:
-        spec2 = parse_spec(fc)
+        spec2 = parse_spec(fc, cfg_path)
         items = run_spec_in_list(spec2, items, ctx, base, item_path(fc))
     else:
         raise KrmError(

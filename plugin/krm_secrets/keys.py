@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +89,9 @@ def load_identities(env: Mapping[str, str], cwd: Path | None = None) -> KeyRing:
         tried.append("SOPS_AGE_KEY_FILE (not set)")
     if "SOPS_AGE_KEY_CMD" in env:
         cmd = env["SOPS_AGE_KEY_CMD"]
+        import shlex  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+
         try:
             out = subprocess.run(
                 shlex.split(cmd), capture_output=True, text=True, check=True, timeout=60

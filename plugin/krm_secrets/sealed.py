@@ -337,6 +337,7 @@ def generate_sealed(
     ctx: Any,
     base: Path,
     rotate: frozenset[str] = frozenset(),
+    prune: bool = False,
 ) -> Any:
     from .core import Outcome, produce_value  # noqa: PLC0415
 
@@ -379,6 +380,15 @@ def generate_sealed(
         ):
             reasons.append("template changed")
     missing = [n for n in names if n not in keep]
+    extra = sorted(k for k in keep if k not in names)
+    if extra and prune:
+        reasons.append("pruning keys " + ", ".join(extra))
+        keep = {k: v for k, v in keep.items() if k in names}
+    elif extra:
+        ctx.notes.append(
+            f"{where}: keys {', '.join(extra)} are in the artifact but not in {spec.file}: kept; "
+            "delete them from the artifact with `krm-secrets generate --prune`"
+        )
     if missing:
         reasons.append("missing keys " + ", ".join(missing))
     if rotate:
@@ -404,7 +414,7 @@ def generate_sealed(
         values,
         pub,
         ctx.rng,
-        existing={k: v for k, v in keep.items() if k in names},
+        existing=keep,
     )
     return Outcome(
         doc,

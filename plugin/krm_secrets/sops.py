@@ -21,7 +21,6 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -108,6 +107,8 @@ def _go_float(v: float) -> str:
         return "NaN"
     if v in (float("inf"), float("-inf")):
         return "+Inf" if v > 0 else "-Inf"
+    from decimal import Decimal  # noqa: PLC0415 (rarely needed; keeps start-up fast)
+
     return format(Decimal(repr(v)), "f")
 
 

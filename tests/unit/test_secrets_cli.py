@@ -8,6 +8,7 @@ import base64
 import os
 import stat
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -355,3 +356,53 @@ def test_fn_mode_reports_results(tmp_path):
 def test_fn_mode_without_arguments_reads_stdin():
     proc = run_cli(input=b"apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems: []\n")
     assert proc.returncode == 1 and b"missing functionConfig" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["sops", "sealed"])
+def test_a_key_dropped_from_the_spec_is_kept_until_prune(project, kind):
+    env = {**KEYED, "TEST_TOKEN": "tok"}
+    ok(run_cli("generate", str(project / kind), env=env))
+    spec = project / kind / "app.yaml"
+    spec.write_text(spec.read_text().replace("    - name: USER\n      literal: backstage\n", ""))
+    art = next((project / kind).glob("app-secrets.*.yaml"))
+    before = art.read_bytes()
+    proc = run_cli("generate", str(spec), env=env)
+    assert "up to date" in ok(proc) and "--prune" in proc.stderr.decode()
+    assert art.read_bytes() == before
+    ok(run_cli("generate", "--prune", str(spec), env=env))
+    doc = yamlio.load(art.read_text())
+    values = doc["data"] if kind == "sops" else doc["spec"]["encryptedData"]
+    assert set(values) == {"PASSWORD", "TOKEN"}
+
+
+def test_a_new_recipient_reencrypts_only_the_data_key(project, identity, other_identity):
+    env = {**KEYED, "TEST_TOKEN": "tok"}
+    ok(run_cli("generate", str(project / "sops"), env=env))
+    art = project / "sops" / "app-secrets.sops.yaml"
+    before = yamlio.load(art.read_text())
+    spec = project / "sops" / "app.yaml"
+    spec.write_text(
+        spec.read_text().replace("recipients: [", f"recipients: [{other_identity.recipient}, ")
+    )
+    assert "recipients changed" in ok(run_cli("generate", str(spec), env=env))
+    after = yamlio.load(art.read_text())
+    assert after["data"] == before["data"]
+    assert {e["recipient"] for e in after["sops"]["age"]} == {
+        str(identity.recipient),
+        str(other_identity.recipient),
+    }
+    from krm_secrets import sops
+
+    assert sops.open_document(after, [other_identity], []).tree["data"]["USER"] == "YmFja3N0YWdl"
+
+
+def test_check_reads_a_rendered_stream_from_stdin():
+    cert = sealed.load_certificate(SEALED_CERT.read_bytes(), "c", datetime.now(UTC))
+    one = sealed.build_sealed(
+        "s", "backstage", "strict", "Opaque", {}, {}, {"k": b"v"}, cert, os.urandom
+    )
+    docs = [one]
+    good = yamlio.dump_all(docs).encode()
+    assert "well-formed SealedSecret" in ok(run_cli("check", "-", input=good))
+    docs[0]["metadata"]["name"] = "prefix-s"  # what a namePrefix in an overlay would do
+    fails(run_cli("check", "-", input=yamlio.dump_all(docs).encode()), "sealed for backstage/s")
