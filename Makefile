@@ -1,17 +1,29 @@
 # The two things a person does with this repository, and a few more.
-.PHONY: help lab test render bootstrap
+.PHONY: help lab lab-down test test-fast render diagnose bootstrap
 
 help:
 	@echo "make lab        bring up the lab: kind cluster, images, Secrets, Backstage on http://localhost:7007"
 	@echo "make test       run every test tier (unit, render, images, kind, e2e)"
-	@echo "make render     render and check the overlays only (fast)"
+	@echo "make lab-down   stop the port-forward and delete the lab cluster"
+	@echo "make test-fast  unit and render tiers only (no Docker, about a minute)"
+	@echo "make render     render and check the overlays only"
+	@echo "make diagnose   the guide's troubleshooting on the current cluster, with likely causes"
 	@echo "make bootstrap  install the pinned tools into .tools/"
 
 lab:
 	scripts/lab-up.sh
 
+lab-down:
+	scripts/lab-down.sh
+
 test:
 	scripts/test.sh
+
+test-fast:
+	scripts/test.sh --fast
+
+diagnose:
+	scripts/diagnose.py
 
 render:
 	scripts/test.sh -m render
