@@ -26,7 +26,7 @@ diagnose:
 	scripts/diagnose.py
 
 render:
-	scripts/test.sh -m render
+	scripts/test.sh --fast -m render
 
 bootstrap:
 	scripts/bootstrap.sh
