@@ -74,13 +74,14 @@ sources() {
   printf 'deb %s %s-security main\n' "${DEBIAN_SECURITY_MIRROR}" "${DEBIAN_SUITE}"
 }
 
-# add_user ROOT NAME UID GID HOME SHELL GECOS: write the account into the root file system
-# directly (no passwd package in minbase); skipped when it exists.
+# add_user_hook NAME UID GID HOME SHELL GECOS: a hook that writes the account into the root
+# file system directly (useradd may not be there yet); skipped when it exists. /etc/shadow,
+# when it does not exist yet, is made later from /etc/passwd by the passwd package.
 add_user_hook() {
   local name="$1" uid="$2" gid="$3" home="$4" shell="$5" gecos="$6"
   printf '%s' "grep -q '^${name}:' \"\$1/etc/group\" || echo '${name}:x:${gid}:' >> \"\$1/etc/group\"; "
   printf '%s' "grep -q '^${name}:' \"\$1/etc/passwd\" || echo '${name}:x:${uid}:${gid}:${gecos}:${home}:${shell}' >> \"\$1/etc/passwd\"; "
-  printf '%s' "grep -q '^${name}:' \"\$1/etc/shadow\" || echo '${name}:*:20000:0:99999:7:::' >> \"\$1/etc/shadow\"; "
+  printf '%s' "if [ -e \"\$1/etc/shadow\" ] && ! grep -q '^${name}:' \"\$1/etc/shadow\"; then echo '${name}:*:20000:0:99999:7:::' >> \"\$1/etc/shadow\"; fi; "
   printf '%s' "mkdir -p \"\$1${home}\" && chown ${uid}:${gid} \"\$1${home}\""
 }
 
