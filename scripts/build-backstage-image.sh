@@ -127,7 +127,7 @@ ensure_base_image() {
   fi
   if [[ "${BASE_IMAGE}" == "node:${NODE_VERSION%%.*}-${DEBIAN_SUITE}-slim" ]]; then
     # Reuses the image when its content key matches, so this costs about a second.
-    NODE_VERSION="${NODE_VERSION}" "${REPO_ROOT}/scripts/build-base-images.sh" node >/dev/null
+    NODE_VERSION="${NODE_VERSION}" _IMAGES_NESTED=1 "${REPO_ROOT}/scripts/build-base-images.sh" node >/dev/null
   else
     image_exists "${BASE_IMAGE}" || die "base image ${BASE_IMAGE} does not exist (build or pull it first)"
   fi
@@ -183,6 +183,8 @@ docker_image_build() {
   local key="$1" keyed_tag="$2"
   step "docker image build . -f packages/backend/Dockerfile --tag ${TAG} (base ${BASE_IMAGE})"
   stage_ca_bundle
+  local old
+  old="$(image_id "${TAG}")"
   (
     cd "${APP_DIR}"
     docker_build . -f packages/backend/Dockerfile \
@@ -191,6 +193,11 @@ docker_image_build() {
       --tag "${TAG}" --tag "${keyed_tag}" >&2
   ) || die "docker image build failed for ${APP_DIR}"
   rm -f "${APP_DIR}/packages/backend/dist/extra-ca-certificates.crt"
+  # Older content-keyed tags of this name, then the previous image if nothing names it now.
+  # (The install stage stays: it is Docker's cache for an unchanged yarn.lock.)
+  docker image ls --format '{{.Repository}}:{{.Tag}}' "${TAG%:*}" |
+    grep -F "${TAG}-" | grep -vxF "${keyed_tag}" | xargs -r docker image rm >/dev/null 2>&1 || true
+  remove_if_dangling "${old}"
   step_done
 }
 

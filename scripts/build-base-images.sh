@@ -106,9 +106,11 @@ import_rootfs() {
   local tar="$1" image="$2" key="$3"
   shift 3
   local changes=(--change "LABEL ${CONTENT_LABEL}=${key}")
-  local c
+  local c old
   for c in "$@"; do changes+=(--change "${c}"); done
+  old="$(image_id "${image}")"
   docker import "${changes[@]}" "${tar}" "${image}" >/dev/null
+  remove_if_dangling "${old}"
 }
 
 build_node_base() {

@@ -68,16 +68,19 @@ try_pull() {
 }
 
 build_image() {
-  local base key
-  base="$("${REPO_ROOT}/scripts/build-base-images.sh" $([[ ${FORCE} -eq 1 ]] && echo --force) postgres)"
+  local base key old base_args=(postgres)
+  [[ ${FORCE} -eq 1 ]] && base_args=(--force postgres)
+  base="$(_IMAGES_NESTED=1 "${REPO_ROOT}/scripts/build-base-images.sh" "${base_args[@]}")"
   key="$(hash_of "${CONTEXT}" "base $(docker image inspect --format '{{.Id}}' "${base}")")"
   if [[ ${FORCE} -eq 0 ]] && image_is_current "${TAG}" "${key}"; then
     log "${TAG} is current (key ${key})"
     return 0
   fi
   step "docker build ${TAG} from ${CONTEXT} (base ${base}, key ${key})"
+  old="$(image_id "${TAG}")"
   docker_build --build-arg "BASE_IMAGE=${base}" --label "${CONTENT_LABEL}=${key}" \
     --tag "${TAG}" "${CONTEXT}" >&2 || die "docker build of ${TAG} failed"
+  remove_if_dangling "${old}"
   step_done
 }
 

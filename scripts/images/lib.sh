@@ -24,7 +24,8 @@ die() { log "error: $*"; exit 1; }
 # step NAME: log the start of a step; step_done: log how long it took.
 step() { _step_name="$1"; _step_t0=${SECONDS}; log "==> ${_step_name}"; }
 step_done() { log "    ${_step_name}: done in $((SECONDS - _step_t0)) s"; }
-total_time() { log "total: $((SECONDS - _t0)) s"; }
+# Nested runs (a build script calling another) report no total of their own.
+total_time() { [[ -n "${_IMAGES_NESTED:-}" ]] || log "total: $((SECONDS - _t0)) s"; }
 
 require_cmd() {
   local cmd
@@ -46,6 +47,18 @@ docker_build() {
 }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# remove_if_dangling ID: after a rebuild moved a tag away from ID, drop the old image unless
+# something else still uses it (another tag, a container, a child image: then rm fails).
+remove_if_dangling() {
+  local id="$1"
+  [[ -n "${id}" ]] || return 0
+  if [[ "$(docker image inspect --format '{{len .RepoTags}}' "${id}" 2>/dev/null)" == 0 ]]; then
+    docker image rm "${id}" >/dev/null 2>&1 || true
+  fi
+}
 
 # image_key IMAGE: print the content key label of IMAGE, or nothing.
 image_key() {

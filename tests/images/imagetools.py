@@ -7,7 +7,6 @@ removed at the end of its test; on failure the containers' logs are printed firs
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.error
@@ -223,7 +222,3 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 10) -> Resp
     except urllib.error.HTTPError as err:
         return Response(err.code, err.read(), err.headers.get("Content-Type", ""))
 
-
-def docker_env_flag(key: str) -> list[str]:
-    value = os.environ.get(key)
-    return ["-e", f"{key}={value}"] if value else []
