@@ -12,7 +12,7 @@
 # exists, nothing is rebuilt: a rebuild with nothing changed costs seconds.
 set -euo pipefail
 
-# shellcheck source=images/lib.sh
+# shellcheck source-path=SCRIPTDIR source=images/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/images/lib.sh"
 
 usage() {
@@ -78,8 +78,9 @@ check_app() {
   done
   [[ -f "${APP_DIR}/yarn.lock" ]] ||
     die "${APP_DIR}/yarn.lock is missing: run 'yarn install' once and commit yarn.lock, so installs are reproducible"
-  [[ -f "${APP_DIR}/.yarnrc.yml" ]] && grep -q '^yarnPath:' "${APP_DIR}/.yarnrc.yml" ||
+  if ! grep -qs '^yarnPath:' "${APP_DIR}/.yarnrc.yml"; then
     die "${APP_DIR}/.yarnrc.yml names no yarnPath: the app must ship its Yarn release (as create-app does)"
+  fi
   check_node_version
   step_done
 }

@@ -14,7 +14,7 @@
 # ${XDG_CACHE_HOME:-~/.cache}/backstage-gitops/rootfs.
 set -euo pipefail
 
-# shellcheck source=images/lib.sh
+# shellcheck source-path=SCRIPTDIR source=images/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/images/lib.sh"
 
 usage() {
@@ -92,6 +92,7 @@ mmdebstrap_rootfs() {
   local args=(--variant=minbase --format=tar "${DPKG_SLIM_OPTS[@]}" --aptopt='Acquire::Retries "3"')
   [[ -n "${include}" ]] && args+=(--include="${include}")
   args+=("$@")
+  # shellcheck disable=SC2016  # $1 is expanded by mmdebstrap's hook shell: the root directory.
   args+=(--customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/apt/* "$1"/var/log/dpkg.log "$1"/var/log/alternatives.log')
   rm -f "${out}.tmp"
   local src=()

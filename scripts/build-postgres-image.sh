@@ -10,7 +10,7 @@
 # seconds.
 set -euo pipefail
 
-# shellcheck source=images/lib.sh
+# shellcheck source-path=SCRIPTDIR source=images/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/images/lib.sh"
 
 usage() {

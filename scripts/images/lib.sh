@@ -3,6 +3,7 @@
 # Sourced, never run. Everything cached lives under ${CACHE_DIR}, outside the repository.
 
 CACHE_DIR="${XDG_CACHE_HOME:-${HOME}/.cache}/backstage-gitops"
+# shellcheck disable=SC2034  # used by the scripts that source this file
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 # Versions the images are built from. The Backstage release's engines say `22 || 24`; its
