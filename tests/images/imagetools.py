@@ -221,4 +221,3 @@ def http_get(url: str, headers: dict | None = None, timeout: float = 10) -> Resp
             return Response(resp.status, resp.read(), resp.headers.get("Content-Type", ""))
     except urllib.error.HTTPError as err:
         return Response(err.code, err.read(), err.headers.get("Content-Type", ""))
-
