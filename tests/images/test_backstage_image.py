@@ -188,3 +188,62 @@ def test_guest_sign_in_with_an_extra_config_file(
         url + "/api/catalog/entities", headers={"Authorization": f"Bearer {identity['token']}"}
     )
     assert entities.status == 200, entities
+
+
+def test_both_run_under_a_restricted_security_context(backstage_image, postgres_image, resources):
+    """As pods under the restricted Pod Security Standard with a read-only root file system:
+    PostgreSQL as 999:999 with fsGroup 999 and PGDATA in a subdirectory, Backstage as 1000;
+    all capabilities dropped, no privilege escalation, /tmp (and PostgreSQL's socket
+    directory) as emptyDir-like tmpfs."""
+    restricted = (
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+    )
+    net = resources.network("rnet")
+    vol = resources.volume("rpg")
+    docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{vol}:/data",
+        "--entrypoint",
+        "sh",
+        postgres_image,
+        "-c",
+        "chown root:999 /data && chmod 2775 /data",
+    )
+    pg = resources.run_container(
+        "rpg",
+        postgres_image,
+        "--network",
+        net,
+        "--network-alias",
+        "postgres",
+        "--user",
+        "999:999",
+        "--group-add",
+        "999",
+        *restricted,
+        "--tmpfs",
+        "/var/run/postgresql:uid=999,gid=999,mode=3777",
+        "-v",
+        f"{vol}:/var/lib/postgresql/data",
+        "-e",
+        "PGDATA=/var/lib/postgresql/data/pgdata",
+        "-e",
+        f"POSTGRES_USER={PG_USER}",
+        "-e",
+        f"POSTGRES_PASSWORD={PG_PASSWORD}",
+    )
+    wait_postgres_ready(pg)
+    cname, url, _ = start_backstage(
+        resources, backstage_image, net, "rbackstage", "--user", "1000:1000", *restricted
+    )
+    wait_ready(cname, url)
+    assert http_get(url + "/healthcheck").status == 200
+    assert http_get(url + "/api/catalog/entities").status == 401
