@@ -6,7 +6,9 @@
 
 TOOLCHAIN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${TOOLCHAIN_DIR}/../.." && pwd)"
-CACHE_ROOT="${BACKSTAGE_GITOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/backstage-gitops}"
+# This toolchain keeps its whole cache in one folder of the project cache, so that listing and
+# clearing it never touches what other scripts cache there.
+CACHE_ROOT="${BACKSTAGE_GITOPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/backstage-gitops}/kind-toolchain"
 # State of processes the scripts start (pid files, logs); /run is cleared on reboot.
 STATE_DIR="${BACKSTAGE_GITOPS_STATE:-/run/backstage-gitops}"
 
@@ -14,22 +16,33 @@ log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # run_timed LABEL CMD...: run CMD, print how long it took, and append the timing to the cache's
-# timings.log (read by `toolchain.sh measure` and the docs).
+# timings.log (see `toolchain.sh timings` and docs/toolchain.md). A failing CMD stops the script
+# (errexit) after the ERR trap below has named the step.
+CURRENT_STEP=""
+CURRENT_STEP_START=0
 run_timed() {
   local label="$1"; shift
-  local start end rc=0
-  start=$(date +%s)
+  local outer_step="${CURRENT_STEP}" outer_start="${CURRENT_STEP_START}" elapsed
+  CURRENT_STEP="${label}"
+  CURRENT_STEP_START=$(date +%s)
   log "start: ${label}"
-  "$@" || rc=$?
-  end=$(date +%s)
-  if [[ ${rc} -ne 0 ]]; then
-    log "FAILED after $((end - start)) s: ${label}"
-    return "${rc}"
-  fi
-  log "done in $((end - start)) s: ${label}"
+  "$@"
+  elapsed=$(( $(date +%s) - CURRENT_STEP_START ))
+  log "done in ${elapsed} s: ${label}"
   mkdir -p "${CACHE_ROOT}"
-  printf '%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$((end - start))" "${label}" >>"${CACHE_ROOT}/timings.log"
+  printf '%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "${elapsed}" "${label}" >>"${CACHE_ROOT}/timings.log"
+  CURRENT_STEP="${outer_step}"
+  CURRENT_STEP_START="${outer_start}"
 }
+on_error() {
+  local rc="$1"
+  if [[ -n "${CURRENT_STEP}" ]]; then
+    log "FAILED (exit ${rc}) after $(( $(date +%s) - CURRENT_STEP_START )) s: ${CURRENT_STEP}"
+    CURRENT_STEP=""
+  fi
+}
+set -E
+trap 'on_error $?' ERR
 
 # as_root CMD...: run CMD as root (directly, or through sudo when not root).
 as_root() {

@@ -1,0 +1,236 @@
+"""Smoke tests of a kind cluster made by the offline toolchain (scripts/kind/).
+
+Each test checks one thing the end-to-end tier relies on. They share one cluster (the
+``kind_cluster`` fixture of tests/kindcluster.py) and one namespace, and wait on conditions,
+never on bare sleeps.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import textwrap
+import uuid
+
+import pytest
+
+from kindcluster import install_sealed_secrets
+
+pytestmark = pytest.mark.kind
+
+NAMESPACE = "smoke"
+SERVER = "echo"
+
+
+def manifest(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+def run_pod(cluster, name: str, image: str, args: list[str], volumes: str = "") -> str:
+    """Run a pod to completion in NAMESPACE and return its log; fail with the log if it fails."""
+    spec = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "args": args,
+                }
+            ],
+        },
+    }
+    if volumes:
+        claim = volumes
+        spec["spec"]["volumes"] = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
+        ]
+        spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(spec))
+    try:
+        cluster.kubectl(
+            f"--namespace={NAMESPACE}", "wait", f"pod/{name}",
+            "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s",
+        )
+    except subprocess.CalledProcessError:
+        phase = cluster.kubectl(
+            f"--namespace={NAMESPACE}", "get", f"pod/{name}", "-o", "jsonpath={.status.phase}"
+        )
+        log = cluster.kubectl(f"--namespace={NAMESPACE}", "logs", name, stderr=subprocess.STDOUT)
+        pytest.fail(f"pod {name} did not succeed (phase {phase}); log:\n{log}")
+    return cluster.kubectl(f"--namespace={NAMESPACE}", "logs", name)
+
+
+@pytest.fixture(scope="module")
+def cluster(kind_cluster, smoke_image):
+    """The shared cluster with the smoke image loaded and an echo server behind a Service."""
+    kind_cluster.load_docker_image(smoke_image)
+    kind_cluster.kubectl(
+        "apply", "-f", "-",
+        input=manifest(
+            f"""
+            apiVersion: v1
+            kind: Namespace
+            metadata:
+              name: {NAMESPACE}
+            ---
+            apiVersion: apps/v1
+            kind: Deployment
+            metadata:
+              name: {SERVER}
+              namespace: {NAMESPACE}
+            spec:
+              replicas: 1
+              selector:
+                matchLabels: {{app: {SERVER}}}
+              template:
+                metadata:
+                  labels: {{app: {SERVER}}}
+                spec:
+                  containers:
+                    - name: server
+                      image: {smoke_image}
+                      imagePullPolicy: IfNotPresent
+                      args: [serve, ":8080"]
+                      ports: [{{name: http, containerPort: 8080}}]
+                      readinessProbe:
+                        httpGet: {{path: /, port: http}}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata:
+              name: {SERVER}
+              namespace: {NAMESPACE}
+            spec:
+              selector: {{app: {SERVER}}}
+              ports: [{{name: http, port: 80, targetPort: http}}]
+            """
+        ),
+    )
+    kind_cluster.kubectl(
+        f"--namespace={NAMESPACE}", "rollout", "status", f"deployment/{SERVER}", "--timeout=120s"
+    )
+    return kind_cluster
+
+
+def test_nodes_are_ready(kind_cluster):
+    nodes = json.loads(kind_cluster.kubectl("get", "nodes", "-o", "json"))["items"]
+    assert nodes, "the cluster has no nodes"
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", f"node {node['metadata']['name']} is not Ready"
+
+
+def test_coredns_resolves_a_service_name(cluster, smoke_image):
+    cluster_ip = cluster.kubectl(
+        f"--namespace={NAMESPACE}", "get", f"service/{SERVER}", "-o", "jsonpath={.spec.clusterIP}"
+    )
+    out = run_pod(
+        cluster, "resolve", smoke_image, ["resolve", f"{SERVER}.{NAMESPACE}.svc.cluster.local"]
+    )
+    assert cluster_ip in out.split(), f"resolved {out!r}, expected the ClusterIP {cluster_ip}"
+
+
+def test_pod_reaches_pod_through_cluster_ip_service(cluster, smoke_image):
+    server_pod = cluster.kubectl(
+        f"--namespace={NAMESPACE}", "get", "pods", "-l", f"app={SERVER}",
+        "-o", "jsonpath={.items[0].metadata.name}",
+    )
+    out = run_pod(cluster, "client", smoke_image, ["get", f"http://{SERVER}/"])
+    assert out.strip() == f"hello from {server_pod}"
+
+
+def test_pvc_binds_on_default_storage_class_and_keeps_data(cluster, smoke_image):
+    classes = json.loads(cluster.kubectl("get", "storageclass", "-o", "json"))["items"]
+    defaults = [
+        c["metadata"]["name"]
+        for c in classes
+        if c["metadata"].get("annotations", {}).get(
+            "storageclass.kubernetes.io/is-default-class"
+        ) == "true"
+    ]
+    assert defaults, "no default StorageClass"
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=manifest(
+            f"""
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata:
+              name: data
+              namespace: {NAMESPACE}
+            spec:
+              accessModes: [ReadWriteOnce]
+              resources:
+                requests:
+                  storage: 16Mi
+            """
+        ),
+    )
+    token = uuid.uuid4().hex
+    run_pod(cluster, "writer", smoke_image, ["write", "/data/token", token], volumes="data")
+    phase = cluster.kubectl(
+        f"--namespace={NAMESPACE}", "get", "pvc/data", "-o", "jsonpath={.status.phase}"
+    )
+    assert phase == "Bound"
+    cluster.kubectl(f"--namespace={NAMESPACE}", "delete", "pod/writer", "--wait=true")
+    out = run_pod(cluster, "reader", smoke_image, ["read", "/data/token"], volumes="data")
+    assert out.strip() == token
+
+
+def test_loaded_image_runs_with_if_not_present(cluster, smoke_image):
+    pods = json.loads(
+        cluster.kubectl(f"--namespace={NAMESPACE}", "get", "pods", "-l", f"app={SERVER}",
+                        "-o", "json")
+    )["items"]
+    assert pods
+    container = pods[0]["spec"]["containers"][0]
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["image"] == smoke_image
+    status = pods[0]["status"]["containerStatuses"][0]
+    assert status["ready"] is True
+    # The image reached the node through `kind load docker-image`: containerd on the node has it.
+    images = cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[0].status.images[*].names}")
+    assert smoke_image.split("/")[-1] in images
+
+
+def test_sealed_secrets_controller_unseals_a_sealed_secret(cluster, kind_toolchain, tmp_path):
+    install_sealed_secrets(cluster)
+    cert = tmp_path / "cert.pem"
+    kubeseal_env = {"KUBECONFIG": str(cluster.kubeconfig_path)}
+    fetched = subprocess.run(
+        [str(kind_toolchain.kubeseal), "--fetch-cert",
+         "--controller-namespace=kube-system", "--controller-name=sealed-secrets-controller"],
+        capture_output=True, text=True, env=kubeseal_env, timeout=120,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    cert.write_text(fetched.stdout)
+    value = f"test-only-{uuid.uuid4().hex}"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "smoke-sealed", "namespace": NAMESPACE},
+        "type": "Opaque",
+        "data": {"password": base64.b64encode(value.encode()).decode()},
+    }
+    sealed = subprocess.run(
+        [str(kind_toolchain.kubeseal), f"--cert={cert}", "--format=json"],
+        input=json.dumps(secret), capture_output=True, text=True, check=False,
+    )
+    assert sealed.returncode == 0, sealed.stderr
+    assert value not in sealed.stdout
+    cluster.kubectl("apply", "-f", "-", input=sealed.stdout)
+    cluster.kubectl(
+        f"--namespace={NAMESPACE}", "wait", "secret/smoke-sealed", "--for=create",
+        "--timeout=60s",
+    )
+    data = cluster.kubectl(
+        f"--namespace={NAMESPACE}", "get", "secret/smoke-sealed",
+        "-o", "jsonpath={.data.password}",
+    )
+    assert base64.b64decode(data).decode() == value
