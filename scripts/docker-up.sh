@@ -66,19 +66,30 @@ install_wrapper() {
   as_root tee "${WRAPPER}.tmp" >/dev/null <<WRAP
 #!/bin/sh
 # Installed by backstage-gitops scripts/docker-up.sh: drop capabilities that this machine's
-# bounding set lacks (${*}) from the OCI spec, then run the real runc.
+# bounding set lacks (${*}) from the OCI spec of 'runc create/run' (--bundle DIR/config.json) and
+# from the process spec of 'runc exec' (--process FILE), then run the real runc.
 bundle=""
+process=""
 prev=""
 for arg in "\$@"; do
-  case "\${prev}" in --bundle|-b) bundle="\${arg}" ;; esac
-  case "\${arg}" in --bundle=*) bundle="\${arg#--bundle=}" ;; esac
+  case "\${prev}" in
+    --bundle|-b) bundle="\${arg}" ;;
+    --process|-p) process="\${arg}" ;;
+  esac
+  case "\${arg}" in
+    --bundle=*) bundle="\${arg#--bundle=}" ;;
+    --process=*) process="\${arg#--process=}" ;;
+  esac
   prev="\${arg}"
 done
+drop() {
+  jq -c --argjson drop '${caps_json}' "\$1" "\$2" >"\$2.capfilter" && mv "\$2.capfilter" "\$2"
+}
 if [ -n "\${bundle}" ] && [ -f "\${bundle}/config.json" ]; then
-  jq -c --argjson drop '${caps_json}' \
-    'if .process.capabilities then .process.capabilities |= with_entries(.value |= ((. // []) - \$drop)) else . end' \
-    "\${bundle}/config.json" >"\${bundle}/config.json.capfilter" \
-    && mv "\${bundle}/config.json.capfilter" "\${bundle}/config.json"
+  drop 'if .process.capabilities then .process.capabilities |= with_entries(.value |= ((. // []) - \$drop)) else . end' "\${bundle}/config.json"
+fi
+if [ -n "\${process}" ] && [ -f "\${process}" ]; then
+  drop 'if .capabilities then .capabilities |= with_entries(.value |= ((. // []) - \$drop)) else . end' "\${process}"
 fi
 exec ${runc_path} "\$@"
 WRAP
@@ -126,7 +137,12 @@ check_runtime() {
   missing="$(missing_capabilities | tr '\n' ' ')"
   [[ -z "${missing}" ]] && return 0
   default="$(docker info --format '{{.DefaultRuntime}}' 2>/dev/null || true)"
-  if [[ "${default}" != "${RUNTIME_NAME}" ]]; then
+  if [[ "${default}" == "${RUNTIME_NAME}" ]]; then
+    # Our wrapper is read at every container start: refresh it in place.
+    local caps
+    mapfile -t caps < <(missing_capabilities)
+    install_wrapper "${caps[@]}"
+  else
     log "warning: this machine lacks ${missing}but Docker's default runtime is '${default}':"
     log "  privileged containers (kind nodes) will fail; stop that engine and run '$0 up'"
   fi

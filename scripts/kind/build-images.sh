@@ -49,16 +49,21 @@ kind_source_dir() {
   (cd / && go mod download -json "sigs.k8s.io/kind@${KIND_VERSION}" | jq -r .Dir)
 }
 
-# A short hash of this script and the versions: any change to how images are made renames them.
+# Short hashes that key the cache: the rootfs tarballs change with the hooks, the package lists
+# and the versions; the images also with this script.
+rootfs_hash() {
+  { cat "${TOOLCHAIN_DIR}/rootfs-hooks.sh" "${TOOLCHAIN_DIR}/versions.env"
+    echo "${NODE_PACKAGES[*]} / ${RUNTIME_PACKAGES[*]} / ${POD_SUBNET}"; } | sha256sum | cut -c1-12
+}
 recipe_hash() {
   cat "${BASH_SOURCE[0]}" "${TOOLCHAIN_DIR}/rootfs-hooks.sh" "${TOOLCHAIN_DIR}/versions.env" \
     | sha256sum | cut -c1-12
 }
 
-NODE_ROOTFS() { echo "${ROOTFS_CACHE}/kind-node-${DEBIAN_SUITE}-$(recipe_hash).tar"; }
-RUNTIME_ROOTFS() { echo "${ROOTFS_CACHE}/runtime-${DEBIAN_SUITE}-$(recipe_hash).tar"; }
-BASE_IMAGE() { echo "backstage-gitops/kind-base:${DEBIAN_SUITE}-${KIND_VERSION}-$(recipe_hash)"; }
-RUNTIME_IMAGE() { echo "backstage-gitops/runtime:${DEBIAN_SUITE}-$(recipe_hash)"; }
+NODE_ROOTFS() { echo "${ROOTFS_CACHE}/kind-node-${DEBIAN_SUITE}-$(rootfs_hash).tar"; }
+RUNTIME_ROOTFS() { echo "${ROOTFS_CACHE}/runtime-${DEBIAN_SUITE}-$(rootfs_hash).tar"; }
+BASE_IMAGE() { echo "backstage-gitops/kind-base:${DEBIAN_SUITE}-${KIND_VERSION}-$(rootfs_hash)"; }
+RUNTIME_IMAGE() { echo "backstage-gitops/runtime:${DEBIAN_SUITE}-$(rootfs_hash)"; }
 NODE_IMAGE() { echo "backstage-gitops/kind-node:${KUBERNETES_VERSION}-$(recipe_hash)"; }
 
 image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -100,11 +105,19 @@ step_base() {
   image="$(BASE_IMAGE)"
   if image_exists "${image}"; then log "cached: ${image}"; return 0; fi
   [[ -s "$(NODE_ROOTFS)" ]] || step_rootfs
-  run_timed "docker import ${image}" docker import \
-    --change 'ENV container=docker' \
-    --change 'STOPSIGNAL SIGRTMIN+3' \
-    --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
-    "$(NODE_ROOTFS)" "${image}" >/dev/null
+  run_timed "docker import ${image}-rootfs" docker import "$(NODE_ROOTFS)" "${image}-rootfs" >/dev/null
+  # `docker import` cannot set STOPSIGNAL; a one-line build adds the image config kind's has.
+  local ctx
+  ctx="$(mktemp -d)"
+  cat >"${ctx}/Dockerfile" <<DOCKERFILE
+FROM ${image}-rootfs
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
+DOCKERFILE
+  run_timed "docker build ${image}" docker build --quiet -t "${image}" "${ctx}" >/dev/null
+  rm -rf "${ctx}"
+  docker rmi "${image}-rootfs" >/dev/null
 }
 
 # --- images ---------------------------------------------------------------------------------
@@ -131,12 +144,18 @@ sandbox_image() {
 # image_from_binaries IMAGE ENTRYPOINT_JSON BIN...: IMAGE = runtime image + BIN... in /usr/local/bin.
 image_from_binaries() {
   local image="$1" entrypoint="$2"; shift 2
-  if image_exists "${image}"; then log "cached: ${image}"; return 0; fi
+  # Upstream names carry no hash of how we built them: a label records the runtime image used.
+  if [[ "$(docker image inspect -f '{{index .Config.Labels "backstage-gitops.runtime"}}' "${image}" 2>/dev/null)" \
+    == "$(RUNTIME_IMAGE)" ]]; then
+    log "cached: ${image}"
+    return 0
+  fi
   local ctx b
   ctx="$(mktemp -d)"
   for b in "$@"; do cp "${b}" "${ctx}/"; done
   {
     echo "FROM $(RUNTIME_IMAGE)"
+    echo "LABEL backstage-gitops.runtime=$(RUNTIME_IMAGE)"
     for b in "$@"; do echo "COPY $(basename "${b}") /usr/local/bin/"; done
     [[ -n "${entrypoint}" ]] && echo "ENTRYPOINT ${entrypoint}"
   } >"${ctx}/Dockerfile"
@@ -232,7 +251,13 @@ assemble_node() {
   for b in kubeadm kubelet kubectl; do
     docker cp "${k8s}/${b}" "${id}:/usr/bin/${b}"
   done
-  docker exec "${id}" chown root:root /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl
+  docker cp "$(bin_dir crictl)/crictl" "${id}:/usr/local/bin/crictl"
+  docker exec "${id}" chown root:root /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/local/bin/crictl
+  # Lowering a process's oom_score_adj needs CAP_SYS_RESOURCE, which these machines lack: runc
+  # then fails every pod that asks for a negative score (static pods ask for -998). kind's own
+  # setting for rootless nodes makes containerd clamp the score to its own instead.
+  docker exec "${id}" sed -i 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' \
+    /etc/containerd/config.toml
   docker exec "${id}" sh -c "mkdir -p /kind/manifests && printf '%s' '${KUBERNETES_VERSION}' > /kind/version"
   manifests="$(mktemp -d)"
   kind_manifest const_storage.go defaultStorageManifest >"${manifests}/default-storage.yaml"
@@ -240,7 +265,7 @@ assemble_node() {
   docker cp "${manifests}/." "${id}:/kind/manifests/"
   rm -rf "${manifests}"
   docker exec "${id}" bash -c 'nohup containerd >/dev/null 2>&1 &
-    for i in 0 1 2 3 4 5; do [ -S /run/containerd/containerd.sock ] && break; sleep 1; done; ctr info >/dev/null'
+    for i in 0 1 2 3 4 5; do [ -S /run/containerd/containerd.sock ] && break; sleep 1; done; ctr version >/dev/null'
   log "importing ${#} images into containerd (k8s.io namespace)"
   docker save "$@" | docker exec -i "${id}" ctr --namespace=k8s.io images import \
     --label=io.cri-containerd.pinned=pinned --all-platforms --no-unpack --digests - >/dev/null
