@@ -155,6 +155,7 @@ class KindClusters:
             return self.records[name].cluster
         self.state.mkdir(parents=True, exist_ok=True)
         kubeconfig = self.state / name / "kubeconfig"
+        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         # pytest-kind makes a working folder ".pytest-kind/<name>" in the current directory:
         # keep it in the cache, out of the repository.
         with contextlib.chdir(self.state):
@@ -168,7 +169,6 @@ class KindClusters:
         existed = self.exists(name)
         if existed:
             # Reuse, and leave it in place at the end: this session did not create it.
-            kubeconfig.parent.mkdir(parents=True, exist_ok=True)
             self._run(
                 str(self.toolchain.kind), "export", "kubeconfig",
                 f"--name={name}", f"--kubeconfig={kubeconfig}",

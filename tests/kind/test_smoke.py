@@ -68,8 +68,12 @@ def run_pod(cluster, name: str, image: str, args: list[str], volumes: str = "") 
 
 @pytest.fixture(scope="module")
 def cluster(kind_cluster, smoke_image):
-    """The shared cluster with the smoke image loaded and an echo server behind a Service."""
+    """The shared cluster with the smoke image loaded and an echo server behind a Service.
+
+    The namespace is made afresh (a reused cluster may hold one from an earlier run) and
+    deleted at the end."""
     kind_cluster.load_docker_image(smoke_image)
+    kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     kind_cluster.kubectl(
         "apply", "-f", "-",
         input=manifest(
@@ -115,7 +119,8 @@ def cluster(kind_cluster, smoke_image):
     kind_cluster.kubectl(
         f"--namespace={NAMESPACE}", "rollout", "status", f"deployment/{SERVER}", "--timeout=120s"
     )
-    return kind_cluster
+    yield kind_cluster
+    kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
 def test_nodes_are_ready(kind_cluster):
@@ -194,9 +199,14 @@ def test_loaded_image_runs_with_if_not_present(cluster, smoke_image):
     assert container["image"] == smoke_image
     status = pods[0]["status"]["containerStatuses"][0]
     assert status["ready"] is True
-    # The image reached the node through `kind load docker-image`: containerd on the node has it.
-    images = cluster.kubectl("get", "nodes", "-o", "jsonpath={.items[0].status.images[*].names}")
-    assert smoke_image.split("/")[-1] in images
+    # The image reached the node through `kind load docker-image`: the kubelet found it there.
+    pod = pods[0]["metadata"]["name"]
+    events = json.loads(
+        cluster.kubectl(f"--namespace={NAMESPACE}", "get", "events", "-o", "json",
+                        f"--field-selector=involvedObject.name={pod}")
+    )["items"]
+    messages = [e["message"] for e in events if e["reason"] in ("Pulled", "Pulling")]
+    assert messages == [f'Container image "{smoke_image}" already present on machine'], messages
 
 
 def test_sealed_secrets_controller_unseals_a_sealed_secret(cluster, kind_toolchain, tmp_path):
