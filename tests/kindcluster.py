@@ -139,9 +139,12 @@ class KindClusters:
         self.artifacts = artifacts
         self.keep = keep
         self.records: dict[str, ClusterRecord] = {}
-        self.state = Path(
-            os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
-        ) / "backstage-gitops" / "kind-toolchain" / "pytest-kind"
+        self.state = (
+            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            / "backstage-gitops"
+            / "kind-toolchain"
+            / "pytest-kind"
+        )
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), capture_output=True, text=True, check=check)
@@ -170,17 +173,18 @@ class KindClusters:
         if existed:
             # Reuse, and leave it in place at the end: this session did not create it.
             self._run(
-                str(self.toolchain.kind), "export", "kubeconfig",
-                f"--name={name}", f"--kubeconfig={kubeconfig}",
+                str(self.toolchain.kind),
+                "export",
+                "kubeconfig",
+                f"--name={name}",
+                f"--kubeconfig={kubeconfig}",
             )
         record = ClusterRecord(cluster=cluster, created=not existed)
         self.records[name] = record
         start = time.monotonic()
         try:
             cluster.create(config_file=config or self.toolchain.config)
-            cluster.kubectl(
-                "wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s"
-            )
+            cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")
         except subprocess.CalledProcessError as error:
             self.export_logs(name, "create-failed")
             pytest.fail(
@@ -198,8 +202,14 @@ class KindClusters:
         target = self.artifacts / name / safe_name(test_id)
         target.mkdir(parents=True, exist_ok=True)
         queries = {
-            "events.txt": ("get", "events", "--all-namespaces", "--sort-by=.lastTimestamp",
-                           "-o", "wide"),
+            "events.txt": (
+                "get",
+                "events",
+                "--all-namespaces",
+                "--sort-by=.lastTimestamp",
+                "-o",
+                "wide",
+            ),
             "pods.txt": ("get", "pods", "--all-namespaces", "-o", "wide"),
             "describe-pods.txt": ("describe", "pods", "--all-namespaces"),
             "describe-nodes.txt": ("describe", "nodes"),
@@ -216,7 +226,11 @@ class KindClusters:
         target = self.artifacts / name / label
         target.mkdir(parents=True, exist_ok=True)
         self._run(
-            str(self.toolchain.kind), "export", "logs", str(target), f"--name={name}",
+            str(self.toolchain.kind),
+            "export",
+            "logs",
+            str(target),
+            f"--name={name}",
             check=False,
         )
 
@@ -234,7 +248,8 @@ def kind_toolchain() -> Toolchain:
     problems = toolchain.problems()
     if problems:
         pytest.fail(
-            "the offline kind toolchain is not ready:\n  - " + "\n  - ".join(problems)
+            "the offline kind toolchain is not ready:\n  - "
+            + "\n  - ".join(problems)
             + f"\n{BUILD_HINT}",
             pytrace=False,
         )
@@ -242,9 +257,9 @@ def kind_toolchain() -> Toolchain:
 
 
 @pytest.fixture(scope="session")
-def _kind_clusters(request: pytest.FixtureRequest, kind_toolchain: Toolchain) -> Iterator[
-    KindClusters
-]:
+def _kind_clusters(
+    request: pytest.FixtureRequest, kind_toolchain: Toolchain
+) -> Iterator[KindClusters]:
     artifacts = Path(os.environ.get("KIND_ARTIFACTS", REPO_ROOT / "artifacts" / "kind"))
     clusters = KindClusters(
         kind_toolchain, artifacts, keep=bool(request.config.getoption("keep_cluster"))
@@ -291,8 +306,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 # --- helpers for tests ---------------------------------------------------------------------
 
-SEALED_SECRETS_MANIFEST = Path(__file__).resolve().parent / "kind" / "manifests" / (
-    "sealed-secrets-controller.yaml"
+SEALED_SECRETS_MANIFEST = (
+    Path(__file__).resolve().parent / "kind" / "manifests" / ("sealed-secrets-controller.yaml")
 )
 
 
@@ -306,7 +321,9 @@ def go_module_dir(module_version: str) -> Path:
     """The folder of a Go module in the module cache (downloaded when missing)."""
     result = subprocess.run(
         ["go", "mod", "download", "-json", module_version],
-        capture_output=True, text=True, cwd="/",
+        capture_output=True,
+        text=True,
+        cwd="/",
     )
     if result.returncode != 0:
         pytest.fail(f"go mod download {module_version} failed: {result.stdout}{result.stderr}")
@@ -327,6 +344,29 @@ def install_sealed_secrets(cluster: KindCluster, timeout: str = "180s") -> None:
     )
     cluster.kubectl("apply", "-f", "-", input=manifest)
     cluster.kubectl(
-        "--namespace=kube-system", "rollout", "status", "deployment/sealed-secrets-controller",
+        "--namespace=kube-system",
+        "rollout",
+        "status",
+        "deployment/sealed-secrets-controller",
         f"--timeout={timeout}",
     )
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    clusters = config.stash.get(_CLUSTERS_KEY, None)
+    if clusters is None or not clusters.records:
+        return
+    terminalreporter.section("kind clusters")
+    for name, record in clusters.records.items():
+        ready = (
+            f"create-to-Ready {record.create_to_ready_s:.0f} s"
+            if record.created and record.create_to_ready_s is not None
+            else "reused (not created by this session)"
+        )
+        kept = ", deleted" if record.created and not clusters.keep else ", left in place"
+        failures = (
+            f"; {len(record.failures)} failed test(s), logs in {clusters.artifacts / name}"
+            if record.failures
+            else ""
+        )
+        terminalreporter.write_line(f"{name}: {ready}{kept}{failures}")

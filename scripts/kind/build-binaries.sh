@@ -185,7 +185,7 @@ build_component() {
   local c="$1" dir
   dir="$(component_dir "${c}")"
   if [[ -f "${dir}/.done" ]]; then
-    log "cached: ${c} $(basename "${dir}") ($(ls "${dir}" | tr '\n' ' '))"
+    log "cached: ${c} $(basename "${dir}")"
     return 0
   fi
   command -v go >/dev/null || die "go is not installed (Debian: apt-get install golang; or https://go.dev/dl via the module proxy's toolchain)"

@@ -220,7 +220,8 @@ step_node() {
   local node
   node="$(NODE_IMAGE)"
   if image_exists "${node}"; then log "cached: ${node}"; return 0; fi
-  local saved="${IMAGE_CACHE}/$(echo "${node}" | tr '/:' '__').tar"
+  local saved
+  saved="${IMAGE_CACHE}/$(echo "${node}" | tr '/:' '__').tar"
   if [[ -s "${saved}" ]]; then
     run_timed "docker load ${saved}" docker load -i "${saved}" >/dev/null
     return 0

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # variables are used by the scripts that source this
 # Shared helpers for the offline kind toolchain scripts. Sourced, never run.
 #
 # Every version the toolchain builds is pinned in scripts/kind/versions.env; the cache is keyed

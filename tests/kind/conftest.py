@@ -26,7 +26,9 @@ def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     binary = tmp_path_factory.mktemp("smokeapp") / "smokeapp"
     build = subprocess.run(
         ["go", "build", "-trimpath", "-o", str(binary), "."],
-        cwd=SMOKEAPP, capture_output=True, text=True,
+        cwd=SMOKEAPP,
+        capture_output=True,
+        text=True,
         env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"},
     )
     if build.returncode != 0:
@@ -36,7 +38,8 @@ def smoke_image(tmp_path_factory: pytest.TempPathFactory) -> str:
         tar.add(binary, arcname="smokeapp")
     imported = subprocess.run(
         ["docker", "import", "--change", 'ENTRYPOINT ["/smokeapp"]', "-", image],
-        input=archive.getvalue(), capture_output=True,
+        input=archive.getvalue(),
+        capture_output=True,
     )
     if imported.returncode != 0:
         pytest.fail(f"docker import {image} failed: {imported.stderr.decode()}", pytrace=False)

@@ -14,7 +14,6 @@ import textwrap
 import uuid
 
 import pytest
-
 from kindcluster import install_sealed_secrets
 
 pytestmark = pytest.mark.kind
@@ -47,15 +46,16 @@ def run_pod(cluster, name: str, image: str, args: list[str], volumes: str = "") 
     }
     if volumes:
         claim = volumes
-        spec["spec"]["volumes"] = [
-            {"name": "data", "persistentVolumeClaim": {"claimName": claim}}
-        ]
+        spec["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
         spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
     cluster.kubectl("apply", "-f", "-", input=json.dumps(spec))
     try:
         cluster.kubectl(
-            f"--namespace={NAMESPACE}", "wait", f"pod/{name}",
-            "--for=jsonpath={.status.phase}=Succeeded", "--timeout=120s",
+            f"--namespace={NAMESPACE}",
+            "wait",
+            f"pod/{name}",
+            "--for=jsonpath={.status.phase}=Succeeded",
+            "--timeout=120s",
         )
     except subprocess.CalledProcessError:
         phase = cluster.kubectl(
@@ -75,7 +75,9 @@ def cluster(kind_cluster, smoke_image):
     kind_cluster.load_docker_image(smoke_image)
     kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true")
     kind_cluster.kubectl(
-        "apply", "-f", "-",
+        "apply",
+        "-f",
+        "-",
         input=manifest(
             f"""
             apiVersion: v1
@@ -143,8 +145,13 @@ def test_coredns_resolves_a_service_name(cluster, smoke_image):
 
 def test_pod_reaches_pod_through_cluster_ip_service(cluster, smoke_image):
     server_pod = cluster.kubectl(
-        f"--namespace={NAMESPACE}", "get", "pods", "-l", f"app={SERVER}",
-        "-o", "jsonpath={.items[0].metadata.name}",
+        f"--namespace={NAMESPACE}",
+        "get",
+        "pods",
+        "-l",
+        f"app={SERVER}",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
     )
     out = run_pod(cluster, "client", smoke_image, ["get", f"http://{SERVER}/"])
     assert out.strip() == f"hello from {server_pod}"
@@ -155,13 +162,14 @@ def test_pvc_binds_on_default_storage_class_and_keeps_data(cluster, smoke_image)
     defaults = [
         c["metadata"]["name"]
         for c in classes
-        if c["metadata"].get("annotations", {}).get(
-            "storageclass.kubernetes.io/is-default-class"
-        ) == "true"
+        if c["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class")
+        == "true"
     ]
     assert defaults, "no default StorageClass"
     cluster.kubectl(
-        "apply", "-f", "-",
+        "apply",
+        "-f",
+        "-",
         input=manifest(
             f"""
             apiVersion: v1
@@ -190,8 +198,9 @@ def test_pvc_binds_on_default_storage_class_and_keeps_data(cluster, smoke_image)
 
 def test_loaded_image_runs_with_if_not_present(cluster, smoke_image):
     pods = json.loads(
-        cluster.kubectl(f"--namespace={NAMESPACE}", "get", "pods", "-l", f"app={SERVER}",
-                        "-o", "json")
+        cluster.kubectl(
+            f"--namespace={NAMESPACE}", "get", "pods", "-l", f"app={SERVER}", "-o", "json"
+        )
     )["items"]
     assert pods
     container = pods[0]["spec"]["containers"][0]
@@ -202,8 +211,14 @@ def test_loaded_image_runs_with_if_not_present(cluster, smoke_image):
     # The image reached the node through `kind load docker-image`: the kubelet found it there.
     pod = pods[0]["metadata"]["name"]
     events = json.loads(
-        cluster.kubectl(f"--namespace={NAMESPACE}", "get", "events", "-o", "json",
-                        f"--field-selector=involvedObject.name={pod}")
+        cluster.kubectl(
+            f"--namespace={NAMESPACE}",
+            "get",
+            "events",
+            "-o",
+            "json",
+            f"--field-selector=involvedObject.name={pod}",
+        )
     )["items"]
     messages = [e["message"] for e in events if e["reason"] in ("Pulled", "Pulling")]
     assert messages == [f'Container image "{smoke_image}" already present on machine'], messages
@@ -214,9 +229,16 @@ def test_sealed_secrets_controller_unseals_a_sealed_secret(cluster, kind_toolcha
     cert = tmp_path / "cert.pem"
     kubeseal_env = {"KUBECONFIG": str(cluster.kubeconfig_path)}
     fetched = subprocess.run(
-        [str(kind_toolchain.kubeseal), "--fetch-cert",
-         "--controller-namespace=kube-system", "--controller-name=sealed-secrets-controller"],
-        capture_output=True, text=True, env=kubeseal_env, timeout=120,
+        [
+            str(kind_toolchain.kubeseal),
+            "--fetch-cert",
+            "--controller-namespace=kube-system",
+            "--controller-name=sealed-secrets-controller",
+        ],
+        capture_output=True,
+        text=True,
+        env=kubeseal_env,
+        timeout=120,
     )
     assert fetched.returncode == 0, fetched.stderr
     cert.write_text(fetched.stdout)
@@ -230,17 +252,26 @@ def test_sealed_secrets_controller_unseals_a_sealed_secret(cluster, kind_toolcha
     }
     sealed = subprocess.run(
         [str(kind_toolchain.kubeseal), f"--cert={cert}", "--format=json"],
-        input=json.dumps(secret), capture_output=True, text=True, check=False,
+        input=json.dumps(secret),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert sealed.returncode == 0, sealed.stderr
     assert value not in sealed.stdout
     cluster.kubectl("apply", "-f", "-", input=sealed.stdout)
     cluster.kubectl(
-        f"--namespace={NAMESPACE}", "wait", "secret/smoke-sealed", "--for=create",
+        f"--namespace={NAMESPACE}",
+        "wait",
+        "secret/smoke-sealed",
+        "--for=create",
         "--timeout=60s",
     )
     data = cluster.kubectl(
-        f"--namespace={NAMESPACE}", "get", "secret/smoke-sealed",
-        "-o", "jsonpath={.data.password}",
+        f"--namespace={NAMESPACE}",
+        "get",
+        "secret/smoke-sealed",
+        "-o",
+        "jsonpath={.data.password}",
     )
     assert base64.b64decode(data).decode() == value
