@@ -14,7 +14,10 @@ source "${TOOLCHAIN_DIR}/versions.env"
 
 BIN_CACHE="${CACHE_ROOT}/bin"
 SRC_CACHE="${CACHE_ROOT}/src"
-COMPONENTS=(kind kubernetes crictl etcd coredns local-path-provisioner sealed-secrets)
+# No symbol tables or DWARF, as Kubernetes' release builds: the binaries go into images, and
+# these flags only change linking, so Go's build cache is still shared with unstripped builds.
+STRIP="-s -w"
+COMPONENTS=(kind kubernetes crictl etcd coredns local-path-provisioner sealed-secrets kube-router)
 
 usage() {
   cat <<USAGE
@@ -48,6 +51,7 @@ component_version() {
     coredns) kubeadm_image_tag coredns/coredns ;;
     local-path-provisioner) echo "${LOCAL_PATH_PROVISIONER_VERSION}" ;;
     sealed-secrets) echo "${SEALED_SECRETS_VERSION}" ;;
+    kube-router) echo "${KUBE_ROUTER_VERSION}" ;;
     *) die "unknown component '$1' (known: ${COMPONENTS[*]})" ;;
   esac
 }
@@ -58,7 +62,7 @@ component_dir() { echo "${BIN_CACHE}/$1-$(component_version "$1")"; }
 go_install() {
   local out="$1"; shift
   mkdir -p "${out}"
-  GOBIN="${out}" GOFLAGS="-trimpath -buildvcs=false" go install "$@"
+  GOBIN="${out}" GOFLAGS="-trimpath -buildvcs=false" go install -ldflags="${STRIP}" "$@"
 }
 
 # wrapper_module DIR MODULE: create (once) a Go module in DIR named MODULE.
@@ -97,8 +101,12 @@ GO
   local cmd
   for cmd in controller kubeseal; do
     (cd "${mod}" && go build -trimpath -buildvcs=false \
-      -ldflags "-X main.VERSION=${SEALED_SECRETS_VERSION}" -o "${out}/${cmd}" "${m}/cmd/${cmd}")
+      -ldflags "${STRIP} -X main.VERSION=${SEALED_SECRETS_VERSION}" -o "${out}/${cmd}" "${m}/cmd/${cmd}")
   done
+}
+
+build_kube-router() {
+  go_install "$1" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@${KUBE_ROUTER_VERSION}"
 }
 
 build_coredns() { go_install "$1" "github.com/coredns/coredns@$(component_version coredns)"; }
@@ -123,7 +131,7 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   (cd "${mod}" && go get "go.etcd.io/etcd/server/v3@${version}" && go mod tidy \
-    && go build -trimpath -buildvcs=false -o "${out}/etcd" .)
+    && go build -trimpath -buildvcs=false -ldflags="${STRIP}" -o "${out}/etcd" .)
 }
 
 # k8s.io/kubernetes refers to its staging modules (k8s.io/api, ...) through replace directives
@@ -166,7 +174,7 @@ GO
     (cd "${mod}" && go mod tidy)
   fi
   local v="${KUBERNETES_VERSION#v}" pkg
-  ldflags=""
+  ldflags="${STRIP}"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X ${pkg}.gitVersion=${KUBERNETES_VERSION} -X ${pkg}.gitMajor=${v%%.*}"
     ldflags+=" -X ${pkg}.gitMinor=$(cut -d. -f2 <<<"${v}") -X ${pkg}.gitTreeState=clean"

@@ -40,6 +40,7 @@ Steps (default: all, in order): ${STEPS[*]}
 Rootfs tarballs and a saved copy of the node image live in ${CACHE_ROOT};
 images are tagged in the local Docker engine and rebuilt only when missing.
 --print-node-image  print the node image name for these versions and exit
+--print-image-names print the names of the base, runtime and node images and exit
 USAGE
 }
 
@@ -52,8 +53,9 @@ kind_source_dir() {
 # Short hashes that key the cache: the rootfs tarballs change with the hooks, the package lists
 # and the versions; the images also with this script.
 rootfs_hash() {
-  { cat "${TOOLCHAIN_DIR}/rootfs-hooks.sh" "${TOOLCHAIN_DIR}/versions.env"
-    echo "${NODE_PACKAGES[*]} / ${RUNTIME_PACKAGES[*]} / ${POD_SUBNET}"; } | sha256sum | cut -c1-12
+  { cat "${TOOLCHAIN_DIR}/rootfs-hooks.sh"
+    echo "${DEBIAN_SUITE} ${KIND_VERSION} ${POD_SUBNET} / ${NODE_PACKAGES[*]} / ${RUNTIME_PACKAGES[*]}"
+  } | sha256sum | cut -c1-12
 }
 recipe_hash() {
   cat "${BASH_SOURCE[0]}" "${TOOLCHAIN_DIR}/rootfs-hooks.sh" "${TOOLCHAIN_DIR}/versions.env" \
@@ -189,7 +191,10 @@ images_list() {
     "$(bin_dir local-path-provisioner)/local-path-provisioner"
   printf '%s\t%s\n' "$(kind_constant const_storage.go storageHelperImage)" helper
   printf '%s\t%s\n' "$(sealed_secrets_image)" "$(bin_dir sealed-secrets)/controller"
+  printf '%s\t%s\n' "$(kube_router_image)" "$(bin_dir kube-router)/kube-router"
 }
+
+kube_router_image() { echo "docker.io/cloudnativelabs/kube-router:${KUBE_ROUTER_VERSION}"; }
 
 # The sealed-secrets controller image, named as upstream publishes it.
 sealed_secrets_image() { echo "docker.io/bitnami/sealed-secrets-controller:${SEALED_SECRETS_VERSION}"; }
@@ -209,6 +214,7 @@ step_images() {
       helper) image_from_binaries "${image}" '' ;;
       */coredns) image_from_binaries "${image}" '["/usr/local/bin/coredns"]' "${how}" ;;
       */controller) image_from_binaries "${image}" '["/usr/local/bin/controller"]' "${how}" ;;
+      */kube-router) image_from_binaries "${image}" '["/usr/local/bin/kube-router"]' "${how}" ;;
       *) image_from_binaries "${image}" '' "${how}" ;;
     esac
   done < <(images_list)
@@ -279,17 +285,104 @@ assemble_node() {
 }
 
 # kind applies /kind/manifests/default-cni.yaml unless the cluster config disables the default
-# CNI. Our CNI is a static bridge config in the node image, so this manifest only records that.
+# CNI. Pod networking is the static bridge config in the node image; this manifest adds
+# NetworkPolicy enforcement: kube-router with only its firewall (iptables + ipset) running.
 default_cni_manifest() {
-  cat <<'YAML'
+  cat <<YAML
 apiVersion: v1
-kind: ConfigMap
+kind: ServiceAccount
 metadata:
-  name: backstage-gitops-cni
+  name: kube-router
   namespace: kube-system
-data:
-  cni: "bridge (Debian containernetworking-plugins), /etc/cni/net.d/10-bridge.conflist in the node image"
-  networkpolicy: "not enforced by this CNI"
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: kube-router
+rules:
+  - apiGroups: [""]
+    resources: [namespaces, pods, services, nodes, endpoints]
+    verbs: [list, get, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [list, get, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, get, watch]
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [get, create, update]
+  - apiGroups: [""]
+    resources: [events]
+    verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: kube-router
+subjects:
+  - kind: ServiceAccount
+    name: kube-router
+    namespace: kube-system
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-router
+  namespace: kube-system
+  labels:
+    k8s-app: kube-router
+spec:
+  selector:
+    matchLabels:
+      k8s-app: kube-router
+  template:
+    metadata:
+      labels:
+        k8s-app: kube-router
+    spec:
+      serviceAccountName: kube-router
+      priorityClassName: system-node-critical
+      hostNetwork: true
+      tolerations:
+        - operator: Exists
+      containers:
+        - name: kube-router
+          image: $(kube_router_image)
+          imagePullPolicy: IfNotPresent
+          args:
+            - --run-router=false
+            - --run-firewall=true
+            - --run-service-proxy=false
+            - --enable-cni=false
+            - --enable-ipv4=true
+            - --enable-ipv6=false
+            - --health-port=20244
+          env:
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+          securityContext:
+            privileged: true
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: 20244
+            initialDelaySeconds: 10
+            periodSeconds: 5
+          volumeMounts:
+            - name: xtables-lock
+              mountPath: /run/xtables.lock
+      volumes:
+        - name: xtables-lock
+          hostPath:
+            path: /run/xtables.lock
+            type: FileOrCreate
 YAML
 }
 
@@ -299,6 +392,7 @@ main() {
     case "$1" in
       -h|--help) usage; exit 0 ;;
       --print-node-image) NODE_IMAGE; exit 0 ;;
+      --print-image-names) BASE_IMAGE; RUNTIME_IMAGE; NODE_IMAGE; exit 0 ;;
       -*) usage >&2; exit 2 ;;
       *) selected+=("$1") ;;
     esac

@@ -17,7 +17,8 @@ Usage: $(basename "$0") COMMAND
   env           print shell exports for the tests and for people:
                 KIND, KUBECTL, KIND_NODE_IMAGE, KIND_CONFIG, KUBESEAL
   cache list    show what the cache holds (${CACHE_ROOT}) and its size, and the images
-  cache clear   delete the cache folder and the images these scripts built
+  cache prune   remove images and saved node images of earlier recipes (keeps the current ones)
+  cache clear   delete the cache folder and the images these scripts named for themselves
   timings       print the build timings recorded in ${CACHE_ROOT}/timings.log
 USAGE
 }
@@ -41,8 +42,18 @@ cmd_env() {
   echo "export KIND_CONFIG=${TOOLCHAIN_DIR}/kind-config.yaml"
 }
 
+# Images these scripts (and the kind smoke tests) name for themselves; images named as upstream
+# names them (registry.k8s.io/..., docker.io/kindest/...) are listed but never removed.
+OUR_REPOS='^backstage-gitops/(kind-base|kind-node|runtime|smoke):'
 our_images() {
-  docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep '^backstage-gitops/' || true
+  docker images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep -E "${OUR_REPOS}" || true
+}
+
+# Images of ours that the current recipe no longer names.
+stale_images() {
+  local keep
+  keep="$("${TOOLCHAIN_DIR}/build-images.sh" --print-image-names)"
+  our_images | grep -v '^backstage-gitops/smoke:' | grep -vxF "${keep}" || true
 }
 
 cmd_cache() {
@@ -56,7 +67,17 @@ cmd_cache() {
       fi
       echo "images built here (docker):"
       docker images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' 2>/dev/null \
-        | grep -E 'backstage-gitops/|registry.k8s.io/|kindest/|bitnami/' || true
+        | grep -E 'backstage-gitops/(kind-base|kind-node|runtime|smoke):|registry.k8s.io/|kindest/|bitnami/sealed|cloudnativelabs/' || true
+      ;;
+    prune)
+      local img f current
+      for img in $(stale_images); do docker rmi "${img}" >/dev/null && log "removed stale image ${img}"; done
+      current="$("${TOOLCHAIN_DIR}/build-images.sh" --print-image-names)"
+      for f in "${CACHE_ROOT}"/images/*.tar; do
+        [[ -e "${f}" ]] || continue
+        grep -qxF "$(basename "${f}" .tar | sed 's/_/\//; s/_/:/')" <<<"${current}" \
+          || { rm -f "${f}"; log "removed stale ${f}"; }
+      done
       ;;
     clear)
       log "removing ${CACHE_ROOT}"

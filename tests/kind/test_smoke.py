@@ -11,6 +11,7 @@ import base64
 import json
 import subprocess
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -26,44 +27,54 @@ def manifest(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
 
 
-def run_pod(cluster, name: str, image: str, args: list[str], volumes: str = "") -> str:
-    """Run a pod to completion in NAMESPACE and return its log; fail with the log if it fails."""
+def run_pod_phase(
+    cluster,
+    name: str,
+    image: str,
+    args: list[str],
+    volumes: str = "",
+    labels: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """Run a pod to completion in NAMESPACE; return its final phase and its log."""
+    container = {"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "args": args}
     spec = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "args": args,
-                }
-            ],
-        },
+        "metadata": {"name": name, "namespace": NAMESPACE, "labels": labels or {}},
+        "spec": {"restartPolicy": "Never", "containers": [container]},
     }
     if volumes:
-        claim = volumes
-        spec["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]
-        spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+        spec["spec"]["volumes"] = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": volumes}}
+        ]
+        container["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
     cluster.kubectl("apply", "-f", "-", input=json.dumps(spec))
-    try:
-        cluster.kubectl(
-            f"--namespace={NAMESPACE}",
-            "wait",
-            f"pod/{name}",
-            "--for=jsonpath={.status.phase}=Succeeded",
-            "--timeout=120s",
-        )
-    except subprocess.CalledProcessError:
+    phase = wait_for_phase(cluster, name, ("Succeeded", "Failed"), timeout_s=120)
+    log = cluster.kubectl(f"--namespace={NAMESPACE}", "logs", name, stderr=subprocess.STDOUT)
+    return phase, log
+
+
+def run_pod(cluster, name: str, image: str, args: list[str], **options) -> str:
+    """Run a pod to completion in NAMESPACE and return its log; fail with the log unless it
+    succeeded."""
+    phase, log = run_pod_phase(cluster, name, image, args, **options)
+    if phase != "Succeeded":
+        pytest.fail(f"pod {name} ended in phase {phase}; log:\n{log}")
+    return log
+
+
+def wait_for_phase(cluster, name: str, phases: tuple[str, ...], timeout_s: float) -> str:
+    """Poll pod ``name`` until its phase is one of ``phases``; return that phase."""
+    deadline = time.monotonic() + timeout_s
+    phase = ""
+    while time.monotonic() < deadline:
         phase = cluster.kubectl(
             f"--namespace={NAMESPACE}", "get", f"pod/{name}", "-o", "jsonpath={.status.phase}"
         )
-        log = cluster.kubectl(f"--namespace={NAMESPACE}", "logs", name, stderr=subprocess.STDOUT)
-        pytest.fail(f"pod {name} did not succeed (phase {phase}); log:\n{log}")
-    return cluster.kubectl(f"--namespace={NAMESPACE}", "logs", name)
+        if phase in phases:
+            return phase
+        time.sleep(1)
+    return phase or "unknown"
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +286,55 @@ def test_sealed_secrets_controller_unseals_a_sealed_secret(cluster, kind_toolcha
         "jsonpath={.data.password}",
     )
     assert base64.b64decode(data).decode() == value
+
+
+def test_network_policy_is_enforced(cluster, smoke_image):
+    """Only pods labelled role=allowed reach the echo server once a policy selects it."""
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=manifest(
+            f"""
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata:
+              name: echo-allowed-only
+              namespace: {NAMESPACE}
+            spec:
+              podSelector:
+                matchLabels: {{app: {SERVER}}}
+              policyTypes: [Ingress]
+              ingress:
+                - from:
+                    - podSelector:
+                        matchLabels: {{role: allowed}}
+                  ports:
+                    - port: 8080
+            """
+        ),
+    )
+    try:
+        # The policy takes effect asynchronously: the first denied attempt marks the moment.
+        deny_args = ["get", f"http://{SERVER}/", "5"]
+        denied = None
+        for attempt in range(6):
+            phase, _ = run_pod_phase(cluster, f"denied-{attempt}", smoke_image, deny_args)
+            if phase == "Failed":
+                denied = attempt
+                break
+        assert denied is not None, "a pod without role=allowed still reached the server"
+        phase, log = run_pod_phase(cluster, "denied-again", smoke_image, deny_args)
+        assert phase == "Failed", f"a later unlabelled pod reached the server: {log}"
+        out = run_pod(
+            cluster,
+            "allowed",
+            smoke_image,
+            ["get", f"http://{SERVER}/", "20"],
+            labels={"role": "allowed"},
+        )
+        assert out.startswith("hello from ")
+    finally:
+        cluster.kubectl(
+            f"--namespace={NAMESPACE}", "delete", "networkpolicy/echo-allowed-only", "--wait=true"
+        )

@@ -3,7 +3,7 @@
 // `kind load docker-image`.
 //
 //	smokeapp serve ADDR          answer every HTTP request with "hello from HOSTNAME"
-//	smokeapp get URL             print the body of URL (retrying for 30 s); exit 1 on failure
+//	smokeapp get URL [SECONDS]   print the body of URL (retrying for SECONDS, default 30); exit 1 on failure
 //	smokeapp resolve NAME        print the addresses NAME resolves to (retrying for 30 s)
 //	smokeapp write FILE TEXT     write TEXT to FILE
 //	smokeapp read FILE           print FILE
@@ -15,12 +15,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
 
-func retry(what string, f func() (string, error)) {
-	deadline := time.Now().Add(30 * time.Second)
+func retry(what string, window time.Duration, f func() (string, error)) {
+	deadline := time.Now().Add(window)
 	for {
 		out, err := f()
 		if err == nil {
@@ -52,8 +53,17 @@ func main() {
 			os.Exit(1)
 		}
 	case "get":
-		client := http.Client{Timeout: 5 * time.Second}
-		retry("get "+arg, func() (string, error) {
+		window := 30 * time.Second
+		if len(os.Args) > 3 {
+			seconds, err := strconv.Atoi(os.Args[3])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "get: SECONDS must be a whole number")
+				os.Exit(2)
+			}
+			window = time.Duration(seconds) * time.Second
+		}
+		client := http.Client{Timeout: 3 * time.Second}
+		retry("get "+arg, window, func() (string, error) {
 			resp, err := client.Get(arg)
 			if err != nil {
 				return "", err
@@ -66,7 +76,7 @@ func main() {
 			return strings.TrimSpace(string(body)), err
 		})
 	case "resolve":
-		retry("resolve "+arg, func() (string, error) {
+		retry("resolve "+arg, 30*time.Second, func() (string, error) {
 			addrs, err := net.LookupHost(arg)
 			return strings.Join(addrs, " "), err
 		})
