@@ -51,6 +51,8 @@ class Toolchain:
     kubeseal: Path
     node_image: str
     config: Path
+    # Traefik, for tests that need an Ingress controller: load it with load_docker_image().
+    ingress_image: str = ""
 
     @classmethod
     def from_env(cls, values: dict[str, str]) -> Toolchain:
@@ -60,6 +62,7 @@ class Toolchain:
             kubeseal=Path(values["KUBESEAL"]),
             node_image=values["KIND_NODE_IMAGE"],
             config=Path(values["KIND_CONFIG"]),
+            ingress_image=values.get("INGRESS_IMAGE", ""),
         )
 
     def problems(self) -> list[str]:
@@ -112,7 +115,9 @@ def discover_toolchain(environ: dict[str, str] | None = None) -> Toolchain:
                 pytrace=False,
             )
         values = parse_exports(result.stdout)
-    values.update({name: environ[name] for name in ENV_NAMES if environ.get(name)})
+    values.update(
+        {name: environ[name] for name in (*ENV_NAMES, "INGRESS_IMAGE") if environ.get(name)}
+    )
     missing = [name for name in ENV_NAMES if name not in values]
     if missing:
         pytest.fail(f"toolchain values missing: {', '.join(missing)}; {BUILD_HINT}", pytrace=False)

@@ -17,7 +17,7 @@ SRC_CACHE="${CACHE_ROOT}/src"
 # No symbol tables or DWARF, as Kubernetes' release builds: the binaries go into images, and
 # these flags only change linking, so Go's build cache is still shared with unstripped builds.
 STRIP="-s -w"
-COMPONENTS=(kind kubernetes crictl etcd coredns local-path-provisioner sealed-secrets kube-router)
+COMPONENTS=(kind kubernetes crictl etcd coredns local-path-provisioner sealed-secrets kube-router traefik)
 
 usage() {
   cat <<USAGE
@@ -28,6 +28,7 @@ Components (default: all, in this order): ${COMPONENTS[*]}
   kubernetes  kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler
               kube-proxy ${KUBERNETES_VERSION}, through a wrapper module
   etcd, coredns  at the versions the built kubeadm asks for (kubeadm config images list)
+  traefik     the Ingress controller of the production end-to-end tests
 --print-dir COMPONENT  print the cache folder of COMPONENT (building nothing)
 USAGE
 }
@@ -52,6 +53,7 @@ component_version() {
     local-path-provisioner) echo "${LOCAL_PATH_PROVISIONER_VERSION}" ;;
     sealed-secrets) echo "${SEALED_SECRETS_VERSION}" ;;
     kube-router) echo "${KUBE_ROUTER_VERSION}" ;;
+    traefik) echo "${TRAEFIK_VERSION}" ;;
     *) die "unknown component '$1' (known: ${COMPONENTS[*]})" ;;
   esac
 }
@@ -107,6 +109,34 @@ GO
 
 build_kube-router() {
   go_install "$1" "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@${KUBE_ROUTER_VERSION}"
+}
+
+# Traefik's go.mod replaces modules, one of them with a folder inside its own module: a wrapper
+# module repeats each replace, pointing folder replaces into the module cache (read only).
+build_traefik() {
+  local out="$1" mod="${SRC_CACHE}/traefik-${TRAEFIK_VERSION}" m=github.com/traefik/traefik/v3 dir
+  wrapper_module "${mod}" traefikwrapper
+  dir="$(cd / && go mod download -json "${m}@${TRAEFIK_VERSION}" | jq -r .Dir)"
+  cat >"${mod}/tools.go" <<'GO'
+//go:build tools
+
+// Package traefikwrapper only pins the Traefik command that build-binaries.sh builds.
+package traefikwrapper
+
+import _ "github.com/traefik/traefik/v3/cmd/traefik"
+GO
+  (cd "${mod}" && go mod edit -require "${m}@${TRAEFIK_VERSION}")
+  local old new version
+  while IFS=$'\t' read -r old new version; do
+    if [[ -z "${version}" ]]; then
+      new="${dir}/${new#./}"
+      (cd "${mod}" && go mod edit -replace "${old}=${new}")
+    else
+      (cd "${mod}" && go mod edit -replace "${old}=${new}@${version}")
+    fi
+  done < <(go mod edit -json "${dir}/go.mod" | jq -r '.Replace[] | [.Old.Path, .New.Path, (.New.Version // "")] | @tsv')
+  (cd "${mod}" && go mod tidy && go build -trimpath -buildvcs=false \
+    -ldflags "${STRIP} -X ${m}/pkg/version.Version=${TRAEFIK_VERSION}" -o "${out}/traefik" "${m}/cmd/traefik")
 }
 
 build_coredns() { go_install "$1" "github.com/coredns/coredns@$(component_version coredns)"; }
@@ -196,6 +226,7 @@ build_component() {
     log "cached: ${c} $(basename "${dir}")"
     return 0
   fi
+  command -v jq >/dev/null || apt_install jq
   command -v go >/dev/null || die "go is not installed (Debian: apt-get install golang; or https://go.dev/dl via the module proxy's toolchain)"
   mkdir -p "${dir}"
   run_timed "build ${c} $(basename "${dir}")" "build_${c}" "${dir}"

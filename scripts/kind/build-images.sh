@@ -6,6 +6,7 @@
 #            small Debian runtime image from the binaries of build-binaries.sh
 #   node     the node image: base + Kubernetes binaries + /kind/version + /kind/manifests +
 #            every image above imported into containerd's k8s.io namespace, then `docker commit`
+#   ingress  the Traefik image for the production end-to-end tests (not preloaded)
 # Image names and tags are read from the built kubeadm (`kubeadm config images list`), from the
 # containerd config kind ships (sandbox image) and from kind's source (storage images).
 set -euo pipefail
@@ -18,7 +19,7 @@ source "${TOOLCHAIN_DIR}/versions.env"
 BUILD_BINARIES="${TOOLCHAIN_DIR}/build-binaries.sh"
 ROOTFS_CACHE="${CACHE_ROOT}/rootfs"
 IMAGE_CACHE="${CACHE_ROOT}/images"
-STEPS=(rootfs base images node)
+STEPS=(rootfs base images node ingress)
 # Pod network of the static bridge CNI config; equal to podSubnet in kind-config.yaml.
 POD_SUBNET="$(sed -n 's/^ *podSubnet: *//p' "${TOOLCHAIN_DIR}/kind-config.yaml")"
 
@@ -220,6 +221,17 @@ step_images() {
   done < <(images_list)
 }
 
+# --- ingress --------------------------------------------------------------------------------
+
+# The Ingress controller image for the production end-to-end tests, named as Docker Hub's
+# official image; tests load it into their cluster with `kind load docker-image`.
+traefik_image() { echo "docker.io/library/traefik:${TRAEFIK_VERSION}"; }
+
+step_ingress() {
+  image_exists "$(RUNTIME_IMAGE)" || step_images
+  image_from_binaries "$(traefik_image)" '["/usr/local/bin/traefik"]' "$(bin_dir traefik)/traefik"
+}
+
 # --- node -----------------------------------------------------------------------------------
 
 step_node() {
@@ -393,6 +405,7 @@ main() {
       -h|--help) usage; exit 0 ;;
       --print-node-image) NODE_IMAGE; exit 0 ;;
       --print-image-names) BASE_IMAGE; RUNTIME_IMAGE; NODE_IMAGE; exit 0 ;;
+      --print-ingress-image) traefik_image; exit 0 ;;
       -*) usage >&2; exit 2 ;;
       *) selected+=("$1") ;;
     esac
@@ -403,7 +416,7 @@ main() {
   local s
   for s in "${selected[@]}"; do
     case "${s}" in
-      rootfs|base|images|node) "step_${s}" ;;
+      rootfs|base|images|node|ingress) "step_${s}" ;;
       *) usage >&2; die "unknown step '${s}'" ;;
     esac
   done

@@ -15,7 +15,7 @@ Usage: $(basename "$0") COMMAND
                 kind cluster needs, from Debian packages and the Go module proxy. Idempotent:
                 with a full cache it only checks and takes seconds.
   env           print shell exports for the tests and for people:
-                KIND, KUBECTL, KIND_NODE_IMAGE, KIND_CONFIG, KUBESEAL
+                KIND, KUBECTL, KIND_NODE_IMAGE, KIND_CONFIG, KUBESEAL, INGRESS_IMAGE
   cache list    show what the cache holds (${CACHE_ROOT}) and its size, and the images
   cache prune   remove images and saved node images of earlier recipes (keeps the current ones)
   cache clear   delete the cache folder and the images these scripts named for themselves
@@ -40,6 +40,7 @@ cmd_env() {
   echo "export KUBESEAL=$("${TOOLCHAIN_DIR}/build-binaries.sh" --print-dir sealed-secrets)/kubeseal"
   echo "export KIND_NODE_IMAGE=$("${TOOLCHAIN_DIR}/build-images.sh" --print-node-image)"
   echo "export KIND_CONFIG=${TOOLCHAIN_DIR}/kind-config.yaml"
+  echo "export INGRESS_IMAGE=$("${TOOLCHAIN_DIR}/build-images.sh" --print-ingress-image)"
 }
 
 # Images these scripts (and the kind smoke tests) name for themselves; images named as upstream
