@@ -1,0 +1,3 @@
+module smokeapp
+
+go 1.22
