@@ -3,7 +3,7 @@
 The overlay is applied unchanged. What a kind cluster lacks is provided around it, not patched
 into it: the registry images are built here and loaded under the overlay's own image names,
 the sealed-secrets controller runs with the test-only key the committed SealedSecrets were
-sealed to, Traefik (built from the Go module proxy) serves the Ingress class `traefik`, kind's
+sealed to, Traefik (built from the Go module proxy by the kind toolchain) serves the Ingress class `traefik`, kind's
 default StorageClass is `standard` as in settings.yaml, and a test CA signs `backstage-tls`."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build_image(script: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def production(kind_cluster_factory, tmp_path_factory) -> Production:
+def production(kind_cluster_factory, kind_toolchain, tmp_path_factory) -> Production:
     from kindcluster import install_sealed_secrets  # the kind tier's fixtures and helpers
 
     cluster = kind_cluster_factory(CLUSTER)
@@ -58,8 +58,9 @@ def production(kind_cluster_factory, tmp_path_factory) -> Production:
     cluster.kubectl("apply", "-f", str(REPO / "tests" / "keys" /
                                        "sealed-secrets-test-key-secret.yaml"))
     install_sealed_secrets(cluster)
-    # Traefik for the Ingress class "traefik".
-    traefik = build_image("build-traefik-image.sh")
+    # Traefik for the Ingress class "traefik" (built by scripts/kind/toolchain.sh build).
+    traefik = kind_toolchain.ingress_image
+    assert traefik, "the kind toolchain names no Ingress controller image (INGRESS_IMAGE)"
     cluster.load_docker_image(traefik)
     manifest = (Path(__file__).parent / "manifests" / "traefik.yaml").read_text()
     cluster.kubectl("apply", "-f", "-", input=manifest.replace("TRAEFIK_IMAGE", traefik))
