@@ -179,41 +179,14 @@ done
 
 
 def bench_render(args, env: dict, tmp: Path) -> list[tuple[str, float | None, str]]:
+    """Build every variant once per round, round after round, so that a busy machine slows
+    them alike; report each variant's median."""
     kz = kustomize()
     values = lab_values(env)
     target = args.target
     if not (REPO / target / "kustomization.yaml").exists():
         log(f"{target} has no kustomization.yaml here; benchmarking {LAB_SECRETS}")
         target = LAB_SECRETS
-    rows: list[tuple[str, float | None, str]] = []
-
-    def time_variant(label: str, prepare) -> float | None:
-        root = tmp / label.split()[0]
-        scratch_repo(root)
-        prepare(root / LAB_SECRETS)
-        cmd = [kz, "build", *FLAGS, str(root / target)]
-        probe = subprocess.run(cmd, capture_output=True, env=env)
-        if probe.returncode != 0:
-            die(f"{label}: {' '.join(cmd)} failed:\n{probe.stderr.decode(errors='replace')}")
-        log(f"render: {label}: {args.runs} runs")
-        return median_of(
-            args.runs, lambda: subprocess.run(cmd, capture_output=True, env=env, check=True)
-        )
-
-    plain = time_variant("plain secretGenerator", lambda d: variant_plain(d, values))
-    rows.append(("kustomize secretGenerator (plaintext, no decryption)", plain, "1.00×"))
-    ours = time_variant("krm-secrets", lambda d: None)
-    rows.append(("krm-secrets exec generator (SOPS/age decryption)", ours, f"{ours / plain:.2f}×"))
-    ksops = go_tool(*KSOPS, "kustomize-sops")
-    if ksops:
-        t = time_variant(
-            "KSOPS", lambda d: variant_exec(d, ksops, "viaduct.ai/v1", "ksops", "files")
-        )
-        rows.append(("KSOPS exec generator", t, f"{t / plain:.2f}×"))
-    else:
-        rows.append(
-            ("KSOPS exec generator", None, "not built: the Go module proxy refused the module")
-        )
     sops = str(venv_bin() / "sops")
 
     def prep_sops(d: Path) -> None:
@@ -223,8 +196,55 @@ def bench_render(args, env: dict, tmp: Path) -> list[tuple[str, float | None, st
         script.chmod(0o755)
         variant_exec(d, "./sops-exec.sh", "bench.example/v1", "SopsExec", "files")
 
-    t = time_variant("sops-exec", prep_sops)
-    rows.append(("`sops --decrypt` per file in a shell exec generator", t, f"{t / plain:.2f}×"))
+    variants = [
+        (
+            "plain",
+            "kustomize secretGenerator (plaintext, no decryption)",
+            lambda d: variant_plain(d, values),
+        ),
+        ("krm-secrets", "krm-secrets exec generator (SOPS/age decryption)", lambda d: None),
+    ]
+    ksops = go_tool(*KSOPS, "kustomize-sops")
+    if ksops:
+        variants.append(
+            (
+                "ksops",
+                "KSOPS exec generator",
+                lambda d: variant_exec(d, ksops, "viaduct.ai/v1", "ksops", "files"),
+            )
+        )
+    variants.append(("sops-exec", "`sops --decrypt` per file in a shell exec generator", prep_sops))
+    cmds = {}
+    for key, label, prepare in variants:
+        root = tmp / key
+        scratch_repo(root)
+        prepare(root / LAB_SECRETS)
+        cmd = [kz, "build", *FLAGS, str(root / target)]
+        probe = subprocess.run(cmd, capture_output=True, env=env)
+        if probe.returncode != 0:
+            die(f"{label}: {' '.join(cmd)} failed:\n{probe.stderr.decode(errors='replace')}")
+        cmds[key] = cmd
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    log(f"render: {len(cmds)} variants, {args.runs} rounds")
+    for _ in range(args.runs):
+        for key, cmd in cmds.items():
+            start = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, env=env, check=True)
+            times[key].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows: list[tuple[str, float | None, str]] = []
+    for key, label, _ in variants:
+        rows.append(
+            (
+                label,
+                med[key],
+                f"{med[key] / med['plain']:.2f}× (+{(med[key] - med['plain']) * 1000:.0f} ms)",
+            )
+        )
+        if key == "krm-secrets" and not ksops:
+            rows.append(
+                ("KSOPS exec generator", None, "not built: the Go module proxy refused the module")
+            )
     return rows
 
 
@@ -250,20 +270,31 @@ def bench_seal(args, env: dict, tmp: Path) -> list[tuple[str, float | None, str]
     )
     rows: list[tuple[str, float | None, str]] = []
     ours_cmd = [str(venv_bin() / "krm-secrets"), "seal", str(secret), "--cert", str(cert)]
-    log(f"seal: krm-secrets, {args.keys} keys, {args.seal_runs} runs")
-    ours = median_of(args.seal_runs, lambda: run(ours_cmd, env=env))
-    rows.append((f"`krm-secrets seal`, {args.keys} keys in one Secret", ours, "1.00×"))
     if not kubeseal:
+        ours = median_of(args.seal_runs, lambda: run(ours_cmd, env=env))
+        rows.append((f"`krm-secrets seal`, {args.keys} keys in one Secret", ours, "1.00×"))
         rows.append(("kubeseal", None, "not built"))
         return rows
     batch_cmd = [kubeseal, "--cert", str(cert), "-o", "yaml"]
-    log(f"seal: kubeseal batch, {args.seal_runs} runs")
-    batch = median_of(args.seal_runs, lambda: run(batch_cmd, input=secret.read_bytes(), env=env))
+    data = secret.read_bytes()
+    run(ours_cmd, env=env)  # warm-up
+    run(batch_cmd, input=data, env=env)
+    log(f"seal: krm-secrets and kubeseal (batch), {args.keys} keys, {args.seal_runs} rounds")
+    t_ours, t_batch = [], []
+    for _ in range(args.seal_runs):  # alternate, so that load slows both alike
+        start = time.perf_counter()
+        run(ours_cmd, env=env)
+        t_ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run(batch_cmd, input=data, env=env)
+        t_batch.append(time.perf_counter() - start)
+    ours, batch = statistics.median(t_ours), statistics.median(t_batch)
+    rows.append((f"`krm-secrets seal`, {args.keys} keys in one Secret", ours, "1.00×"))
     rows.append(
         (
             f"`kubeseal` on the same Secret ({args.keys} keys, its batch mode)",
             batch,
-            f"{batch / ours:.2f}× krm-secrets",
+            f"{batch / ours:.2f}×",
         )
     )
     files = []
@@ -299,7 +330,7 @@ def bench_seal(args, env: dict, tmp: Path) -> list[tuple[str, float | None, str]
         (
             f"`kubeseal --raw` once per key ({args.keys} processes)",
             looped,
-            f"{looped / ours:.2f}× krm-secrets",
+            f"{looped / ours:.2f}×",
         )
     )
     return rows
@@ -328,12 +359,13 @@ def main() -> int:
             print(f"| {label} | {f'{secs * 1000:.0f} ms' if secs is not None else '—'} | {ratio} |")
         if not args.skip_seal:
             rows = bench_seal(args, env, tmp)
-            print(
-                f"\n| sealing {args.keys} keys (median) | time | vs krm-secrets |\n|---|---:|---|"
-            )
+            head = f"sealing {args.keys} keys (median)"
+            print(f"\n| {head} | time | ÷ krm-secrets |\n|---|---:|---|")
             for label, secs, ratio in rows:
                 print(f"| {label} | {f'{secs:.2f} s' if secs is not None else '—'} | {ratio} |")
-    print(f"\n{os.cpu_count()} CPUs; `{' '.join(['scripts/bench-secrets.py', *sys.argv[1:]])}`")
+    load = os.getloadavg()[0]
+    cmd = " ".join(["scripts/bench-secrets.py", *sys.argv[1:]])
+    print(f"\n{os.cpu_count()} CPUs, load average {load:.1f} at the end; `{cmd}`")
     return 0
 
 

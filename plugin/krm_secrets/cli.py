@@ -120,11 +120,23 @@ def make_context(interactive: bool) -> Context:
 # --- commands -------------------------------------------------------------------------------
 
 
+def internal_error(exc: BaseException) -> KrmError:
+    """An unexpected exception as a KRM error; KRM_SECRETS_DEBUG=1 re-raises it for a traceback."""
+    if os.environ.get("KRM_SECRETS_DEBUG") == "1":
+        raise exc
+    return KrmError(
+        f"internal error ({type(exc).__name__}: {exc}); please report it with the input that "
+        "caused it (KRM_SECRETS_DEBUG=1 shows the traceback)"
+    )
+
+
 def execute(rl: Any, ctx: Context, base: Path) -> tuple[dict, list[KrmError]]:
     """The function on a parsed ResourceList: (output ResourceList with results, errors)."""
     try:
         return process(rl, ctx, base), []
-    except KrmError as exc:
+    except Exception as exc:  # noqa: BLE001 (a bug must still give a KRM result, not a traceback)
+        if not isinstance(exc, KrmError):
+            exc = internal_error(exc)
         out = (
             dict(rl)
             if isinstance(rl, dict)
@@ -447,6 +459,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001
+        print(internal_error(exc).line(), file=sys.stderr)
+        return 1
 
 
 def main() -> None:

@@ -404,7 +404,10 @@ def run_decryptor(spec: DecryptorSpec, items: list[dict], ctx: Context, base: Pa
 
 
 def item_path(item: dict) -> str | None:
-    ann = (item.get("metadata") or {}).get("annotations") or {}
+    meta = item.get("metadata") if isinstance(item, dict) else None
+    ann = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(ann, dict):
+        return None
     for a in PATH_ANNOTATIONS:
         if a in ann:
             return str(ann[a])

@@ -6,11 +6,13 @@ built from the Go module proxy into the cache when absent.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +29,9 @@ FIXED_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "backstage-gitops"
 KUBESEAL_VERSION = "v0.36.6"
 VENV_BIN = Path(sys.executable).parent
+# An empty home for the tools the tests run (removed at exit): no user key or config leaks in.
+EMPTY_HOME = Path(tempfile.mkdtemp(prefix="krm-secrets-test-home-"))
+atexit.register(shutil.rmtree, EMPTY_HOME, ignore_errors=True)
 
 
 class SeededRng:
@@ -42,8 +47,8 @@ class SeededRng:
 def isolated_env(**extra: str) -> dict[str, str]:
     """An environment with no age key but the ones a test gives (no ~/.config/sops leaks in)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOPS_")}
-    env["HOME"] = "/nonexistent-home-for-tests"
-    env["XDG_CONFIG_HOME"] = "/nonexistent-config-for-tests"
+    env["HOME"] = str(EMPTY_HOME)
+    env["XDG_CONFIG_HOME"] = str(EMPTY_HOME / "config")  # so no ~/.config/sops/age key leaks in
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from krm_helpers import AGE_KEY, REPO, SEALED_KEY, isolated_env, make_ctx
+from krm_helpers import AGE_KEY, EMPTY_HOME, REPO, SEALED_KEY, isolated_env, make_ctx
 from krm_secrets import sealed, yamlio
 from krm_secrets.cli import execute
 from krm_secrets.config import KIND_SPEC
@@ -60,7 +60,12 @@ def _normalise(out: dict, case: Path) -> str:
                 k: f"<sealed: sha256 {hashlib.sha256(v).hexdigest()[:16]}>"
                 for k, v in values.items()
             }
-    return yamlio.dump(out).replace(str(case), "<fixture>").replace(str(REPO), "<repo>")
+    return (
+        yamlio.dump(out)
+        .replace(str(case), "<fixture>")
+        .replace(str(REPO), "<repo>")
+        .replace(str(EMPTY_HOME), "<home>")
+    )
 
 
 def _run(case: Path, rl: dict, seed: int = 1) -> tuple[dict, list]:
@@ -78,7 +83,10 @@ def test_fixture(name: str) -> None:
     golden = case / ("error.yaml" if errors else "expected.yaml")
     other = case / ("expected.yaml" if errors else "error.yaml")
     got = (
-        yamlio.dump(out["results"]).replace(str(case), "<fixture>").replace(str(REPO), "<repo>")
+        yamlio.dump(out["results"])
+        .replace(str(case), "<fixture>")
+        .replace(str(REPO), "<repo>")
+        .replace(str(EMPTY_HOME), "<home>")
         if errors
         else text
     )

@@ -204,3 +204,31 @@ def test_kubectl_kustomize_cannot_run_exec_functions_and_fails(flags):
     )
     assert proc.returncode != 0 and proc.stdout == ""
     assert GUARD in proc.stderr or "external plugins disabled" in proc.stderr
+
+
+def test_the_benchmark_script_runs(kustomize_bin, kubeseal_bin):
+    """scripts/bench-secrets.py in its smallest form, so that the figures in docs/secrets.md can
+    always be made again."""
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench-secrets.py"),
+            "--runs",
+            "1",
+            "--keys",
+            "3",
+            "--seal-runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": isolated_env()["PATH"], "KUSTOMIZE": kustomize_bin},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "krm-secrets exec generator" in proc.stdout
+        and "`kubeseal --raw` once per key" in proc.stdout
+    )
