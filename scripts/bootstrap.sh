@@ -50,6 +50,12 @@ install_python() {
   echo "$stamp" > "$venv/.stamp"
 }
 
+# kustomize starts krm-secrets on every build: with bytecode compiled once (also where
+# PYTHONDONTWRITEBYTECODE is set) each start saves the ~70 ms of compiling the plugin.
+compile_plugin() {
+  "$TOOLS_DIR/venv/bin/python" -m compileall -q "$REPO_ROOT/plugin"
+}
+
 install_checkov() {
   local venv=$TOOLS_DIR/checkov version=3.3.30
   if [ -x "$venv/bin/checkov" ] && [ "$(cat "$venv/.version" 2>/dev/null)" = "$version" ]; then
@@ -73,6 +79,7 @@ main() {
   done
   step "kustomize $KUSTOMIZE_VERSION" install_kustomize
   step "python package and test extras" install_python
+  step "compile the plugin's bytecode" compile_plugin
   if [ "$checkov" = 1 ]; then step "checkov" install_checkov; fi
   log "tools ready in $TOOLS_DIR"
 }
