@@ -26,7 +26,8 @@ Options:
   --node-version V       Node used on the host and in the image (default: ${NODE_VERSION})
   --base-image IMAGE     image to build FROM (default: node:<major>-${DEBIAN_SUITE}-slim, built
                          locally by build-base-images.sh when missing)
-  --pull                 pull the official base image instead of building it (needs Docker Hub)
+  --pull                 pull the official base image instead of building it (falls back to
+                         building it when the pull fails)
   --force                rebuild even when an image with the same content key exists
   --push REGISTRY        also push IMAGE to REGISTRY (e.g. registry.example.com/team)
   --kind-load CLUSTER    also load the image into the kind cluster CLUSTER
@@ -118,15 +119,21 @@ content_key() {
   hash_of "${inputs[@]}" "node ${NODE_VERSION}" "base $(docker image inspect --format '{{.Id}}' "${BASE_IMAGE}" 2>/dev/null || echo "${BASE_IMAGE}")"
 }
 
-ensure_base_image() {
-  if [[ ${PULL} -eq 1 ]]; then
-    step "pull base image ${BASE_IMAGE}"
-    image_exists "${BASE_IMAGE}" || docker pull "${BASE_IMAGE}" >&2 ||
-      die "docker pull ${BASE_IMAGE} failed; omit --pull to build it locally"
+# With --pull: the official image from its registry, when that answers.
+pull_base_image() {
+  step "pull base image ${BASE_IMAGE}"
+  if docker pull "${BASE_IMAGE}" >&2; then
     step_done
     return 0
   fi
-  if [[ "${BASE_IMAGE}" == "node:${NODE_VERSION%%.*}-${DEBIAN_SUITE}-slim" ]]; then
+  log "    pulling ${BASE_IMAGE} failed; building it locally instead"
+  return 1
+}
+
+ensure_base_image() {
+  if [[ ${PULL} -eq 1 ]] && pull_base_image; then
+    :
+  elif [[ "${BASE_IMAGE}" == "node:${NODE_VERSION%%.*}-${DEBIAN_SUITE}-slim" ]]; then
     # Reuses the image when its content key matches, so this costs about a second.
     NODE_VERSION="${NODE_VERSION}" _IMAGES_NESTED=1 "${REPO_ROOT}/scripts/build-base-images.sh" node >/dev/null
   else

@@ -29,9 +29,15 @@ step_done() { log "    ${_step_name}: done in $((SECONDS - _step_t0)) s"; }
 total_time() { [[ -n "${_IMAGES_NESTED:-}" ]] || log "total: $((SECONDS - _t0)) s"; }
 
 require_cmd() {
-  local cmd
+  local cmd hint
   for cmd in "$@"; do
-    command -v "${cmd}" >/dev/null 2>&1 || die "'${cmd}' is not installed (needed by $(basename "$0"))"
+    command -v "${cmd}" >/dev/null 2>&1 && continue
+    case "${cmd}" in
+      mmdebstrap | curl | bc) hint=" (Debian: apt-get install ${cmd})" ;;
+      npm) hint=" (Debian: apt-get install npm, or any Node.js with npm)" ;;
+      *) hint="" ;;
+    esac
+    die "'${cmd}' is not installed${hint}; $(basename "$0") needs it"
   done
 }
 
