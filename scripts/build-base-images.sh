@@ -108,11 +108,17 @@ import_rootfs() {
   local tar="$1" image="$2" key="$3"
   shift 3
   local changes=(--change "LABEL ${CONTENT_LABEL}=${key}")
-  local c old
+  local c old old_key
   for c in "$@"; do changes+=(--change "${c}"); done
   old="$(image_id "${image}")"
+  old_key="$(image_key "${image}")"
   docker import "${changes[@]}" "${tar}" "${image}" >/dev/null
   remove_if_dangling "${old}"
+  # Build-cache images made FROM the replaced base (e.g. the Backstage install stage) inherit
+  # its key label; they can no longer be used, and only ours carry that label.
+  if [[ -n "${old_key}" && "${old_key}" != "${key}" ]]; then
+    docker image prune --force --filter "label=${CONTENT_LABEL}=${old_key}" >/dev/null || true
+  fi
 }
 
 # The recipe of each image: the mmdebstrap packages and hooks, and the `docker import` changes.
