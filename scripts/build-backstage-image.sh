@@ -175,16 +175,20 @@ host_build() {
 }
 
 # Behind a TLS-intercepting proxy, Yarn inside the build needs the proxy's CA: hand over the
-# host's NODE_EXTRA_CA_CERTS (it stays in the build stage, not in the image).
+# host's CA bundle (it stays in the build stage, not in the image). The first that exists of
+# NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and Debian's system bundle, which holds a proxy CA that
+# the host trusts; extra CAs only add trust, so a bundle without a proxy does no harm.
 stage_ca_bundle() {
-  local dest="${APP_DIR}/packages/backend/dist/extra-ca-certificates.crt"
+  local dest="${APP_DIR}/packages/backend/dist/extra-ca-certificates.crt" candidate
   rm -f "${dest}"
-  if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -s "${NODE_EXTRA_CA_CERTS}" ]]; then
-    cp "${NODE_EXTRA_CA_CERTS}" "${dest}"
-    log "    Yarn in the build trusts NODE_EXTRA_CA_CERTS (${NODE_EXTRA_CA_CERTS})"
-  else
-    : >"${dest}"
-  fi
+  for candidate in "${NODE_EXTRA_CA_CERTS:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [[ -n "${candidate}" && -s "${candidate}" ]]; then
+      cp "${candidate}" "${dest}"
+      log "    Yarn in the build trusts the CA bundle ${candidate}"
+      return 0
+    fi
+  done
+  : >"${dest}"
 }
 
 docker_image_build() {

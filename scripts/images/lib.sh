@@ -15,6 +15,12 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 : "${DEBIAN_MIRROR:=http://deb.debian.org/debian}"
 : "${DEBIAN_SECURITY_MIRROR:=http://deb.debian.org/debian-security}"
 
+# Node (npm, Yarn) uses its own CA store; behind a TLS-intercepting proxy it needs the system
+# bundle, which holds the proxy's CA. Extra CAs only add trust, so this is harmless elsewhere.
+if [[ -z "${NODE_EXTRA_CA_CERTS:-}" && -s /etc/ssl/certs/ca-certificates.crt ]]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 # Label that records what an image was built from; an image whose label matches is reused.
 CONTENT_LABEL="org.backstage-gitops.content-key"
 
