@@ -26,7 +26,8 @@ Options:
   --node-version V       Node used on the host and in the image (default: ${NODE_VERSION})
   --base-image IMAGE     image to build FROM (default: node:<major>-${DEBIAN_SUITE}-slim, built
                          locally by build-base-images.sh when missing)
-  --pull                 pull the official base image instead of building it (needs Docker Hub)
+  --pull                 pull the official base image instead of building it (falls back to
+                         building it when the pull fails)
   --force                rebuild even when an image with the same content key exists
   --push REGISTRY        also push IMAGE to REGISTRY (e.g. registry.example.com/team)
   --kind-load CLUSTER    also load the image into the kind cluster CLUSTER
@@ -118,15 +119,21 @@ content_key() {
   hash_of "${inputs[@]}" "node ${NODE_VERSION}" "base $(docker image inspect --format '{{.Id}}' "${BASE_IMAGE}" 2>/dev/null || echo "${BASE_IMAGE}")"
 }
 
-ensure_base_image() {
-  if [[ ${PULL} -eq 1 ]]; then
-    step "pull base image ${BASE_IMAGE}"
-    image_exists "${BASE_IMAGE}" || docker pull "${BASE_IMAGE}" >&2 ||
-      die "docker pull ${BASE_IMAGE} failed; omit --pull to build it locally"
+# With --pull: the official image from its registry, when that answers.
+pull_base_image() {
+  step "pull base image ${BASE_IMAGE}"
+  if docker pull "${BASE_IMAGE}" >&2; then
     step_done
     return 0
   fi
-  if [[ "${BASE_IMAGE}" == "node:${NODE_VERSION%%.*}-${DEBIAN_SUITE}-slim" ]]; then
+  log "    pulling ${BASE_IMAGE} failed; building it locally instead"
+  return 1
+}
+
+ensure_base_image() {
+  if [[ ${PULL} -eq 1 ]] && pull_base_image; then
+    :
+  elif [[ "${BASE_IMAGE}" == "node:${NODE_VERSION%%.*}-${DEBIAN_SUITE}-slim" ]]; then
     # Reuses the image when its content key matches, so this costs about a second.
     NODE_VERSION="${NODE_VERSION}" _IMAGES_NESTED=1 "${REPO_ROOT}/scripts/build-base-images.sh" node >/dev/null
   else
@@ -168,16 +175,20 @@ host_build() {
 }
 
 # Behind a TLS-intercepting proxy, Yarn inside the build needs the proxy's CA: hand over the
-# host's NODE_EXTRA_CA_CERTS (it stays in the build stage, not in the image).
+# host's CA bundle (it stays in the build stage, not in the image). The first that exists of
+# NODE_EXTRA_CA_CERTS, SSL_CERT_FILE and Debian's system bundle, which holds a proxy CA that
+# the host trusts; extra CAs only add trust, so a bundle without a proxy does no harm.
 stage_ca_bundle() {
-  local dest="${APP_DIR}/packages/backend/dist/extra-ca-certificates.crt"
+  local dest="${APP_DIR}/packages/backend/dist/extra-ca-certificates.crt" candidate
   rm -f "${dest}"
-  if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -s "${NODE_EXTRA_CA_CERTS}" ]]; then
-    cp "${NODE_EXTRA_CA_CERTS}" "${dest}"
-    log "    Yarn in the build trusts NODE_EXTRA_CA_CERTS (${NODE_EXTRA_CA_CERTS})"
-  else
-    : >"${dest}"
-  fi
+  for candidate in "${NODE_EXTRA_CA_CERTS:-}" "${SSL_CERT_FILE:-}" /etc/ssl/certs/ca-certificates.crt; do
+    if [[ -n "${candidate}" && -s "${candidate}" ]]; then
+      cp "${candidate}" "${dest}"
+      log "    Yarn in the build trusts the CA bundle ${candidate}"
+      return 0
+    fi
+  done
+  : >"${dest}"
 }
 
 docker_image_build() {

@@ -26,7 +26,8 @@ Builds the base images (default: all) from Debian packages and the npm registry.
 Options:
   --force        rebuild even when an image with the same content key exists
   --pull         on a machine that reaches Docker Hub: pull the official node image instead
-                 of building it (the PostgreSQL base is always built; see build-postgres-image.sh)
+                 of building it, and build it when the pull fails (the PostgreSQL base is
+                 always built; build-postgres-image.sh --pull pulls the final image instead)
   -h, --help     this help
 
 Environment (defaults): DEBIAN_SUITE=${DEBIAN_SUITE} NODE_VERSION=${NODE_VERSION}
@@ -107,90 +108,123 @@ import_rootfs() {
   local tar="$1" image="$2" key="$3"
   shift 3
   local changes=(--change "LABEL ${CONTENT_LABEL}=${key}")
-  local c old
+  local c old old_key
   for c in "$@"; do changes+=(--change "${c}"); done
   old="$(image_id "${image}")"
+  old_key="$(image_key "${image}")"
   docker import "${changes[@]}" "${tar}" "${image}" >/dev/null
   remove_if_dangling "${old}"
+  # Build-cache images made FROM the replaced base (e.g. the Backstage install stage) inherit
+  # its key label; they can no longer be used, and only ours carry that label.
+  if [[ -n "${old_key}" && "${old_key}" != "${key}" ]]; then
+    docker image prune --force --filter "label=${CONTENT_LABEL}=${old_key}" >/dev/null || true
+  fi
+}
+
+# The recipe of each image: the mmdebstrap packages and hooks, and the `docker import` changes.
+# The content key is a hash of the recipe (plus the functions that run it), so editing
+# anything else in this script does not rebuild the images. Hooks refer to the cached Node and
+# Yarn through environment variables, so the key does not depend on where the cache is.
+INCLUDE=""
+HOOKS=()
+CHANGES=()
+
+node_recipe() {
+  INCLUDE=""
+  # As in the official image: node in /usr/local/bin, Yarn 1 in /opt/yarn-vX with links in
+  # /usr/local/bin, user and group node with id 1000.
+  # shellcheck disable=SC2016  # ${BGO_NODE_HOME} and $1 are expanded by the hook's shell.
+  HOOKS=(
+    --customize-hook="$(add_user_hook node 1000 1000 /home/node /bin/bash '')"
+    --customize-hook='install -m 0755 "${BGO_NODE_HOME}/bin/node" "$1/usr/local/bin/node"'
+    --customize-hook="cp -a \"\${BGO_YARN_HOME}\" \"\$1/opt/yarn-v${YARN_CLASSIC_VERSION}\" && ln -s /opt/yarn-v${YARN_CLASSIC_VERSION}/bin/yarn \"\$1/usr/local/bin/yarn\" && ln -s /opt/yarn-v${YARN_CLASSIC_VERSION}/bin/yarnpkg \"\$1/usr/local/bin/yarnpkg\""
+  )
+  CHANGES=(
+    "ENV NODE_VERSION=${NODE_VERSION}" "ENV YARN_VERSION=${YARN_CLASSIC_VERSION}"
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+    'CMD ["node"]'
+    "LABEL org.opencontainers.image.description=\"Debian ${DEBIAN_SUITE} with the official Node ${NODE_VERSION} binary, built locally by backstage-gitops\""
+  )
+}
+
+postgres_recipe() {
+  # The postgres account exists (uid/gid 999, as in the official image) before the packages
+  # are installed, so postgresql-common keeps it. The cluster that postgresql-common creates
+  # on install is removed: the entry point initialises PGDATA on first start.
+  INCLUDE="postgresql-${POSTGRES_MAJOR},ca-certificates,tzdata"
+  HOOKS=(
+    --essential-hook="$(add_user_hook postgres 999 999 /var/lib/postgresql /bin/bash 'PostgreSQL administrator')"
+    --customize-hook="rm -rf \"\$1/etc/postgresql/${POSTGRES_MAJOR}\" \"\$1/var/lib/postgresql/${POSTGRES_MAJOR}\""
+  )
+  CHANGES=(
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/${POSTGRES_MAJOR}/bin"
+    "ENV PG_MAJOR=${POSTGRES_MAJOR}"
+  )
+}
+
+recipe_key() {
+  hash_of "$(declare -f mmdebstrap_rootfs sources)" "${DPKG_SLIM_OPTS[*]}" "${DEBIAN_SUITE}" \
+    "${DEBIAN_MIRROR}" "${INCLUDE}" "${HOOKS[@]}" "${CHANGES[@]}"
+}
+
+# build_from_recipe IMAGE NAME: make (or reuse) the root file system and import it as IMAGE.
+build_from_recipe() {
+  local image="$1" name="$2" key tar
+  key="$(recipe_key)"
+  if [[ ${FORCE} -eq 0 ]] && image_is_current "${image}" "${key}"; then
+    log "${image} is current (key ${key})"
+    return 0
+  fi
+  step "${name} ${image} (key ${key})"
+  tar="${CACHE_DIR}/rootfs/${image//[\/:]/_}-${key}.tar"
+  mkdir -p "${CACHE_DIR}/rootfs"
+  if [[ ${FORCE} -eq 1 || ! -s "${tar}" ]]; then
+    mmdebstrap_rootfs "${tar}" "${INCLUDE}" "${HOOKS[@]}"
+  else
+    log "    reusing the root file system ${tar}"
+  fi
+  import_rootfs "${tar}" "${image}" "${key}" "${CHANGES[@]}"
+  step_done
 }
 
 build_node_base() {
-  local image key tar node yarn
+  local image
   image="$(node_image)"
-  key="$(hash_of "$(declare -f build_node_base mmdebstrap_rootfs add_user_hook)" "${DPKG_SLIM_OPTS[*]}" \
-    "${DEBIAN_SUITE}" "${NODE_VERSION}" "${YARN_CLASSIC_VERSION}")"
   if [[ ${PULL} -eq 1 ]]; then
     step "pull ${image}"
-    docker pull "${image}" >&2 || die "docker pull ${image} failed; build it instead (omit --pull)"
-    step_done
-    printf '%s\n' "${image}"
-    return 0
+    if docker pull "${image}" >&2; then
+      step_done
+      printf '%s\n' "${image}"
+      return 0
+    fi
+    log "    pulling ${image} failed; building it instead"
   fi
-  if [[ ${FORCE} -eq 0 ]] && image_is_current "${image}" "${key}"; then
-    log "${image} is current (key ${key})"
-    printf '%s\n' "${image}"
-    return 0
-  fi
-  step "node base image ${image} (Debian ${DEBIAN_SUITE} + Node ${NODE_VERSION}, key ${key})"
-  node="$(node_home "${NODE_VERSION}")"
-  yarn="$(yarn_classic_home "${YARN_CLASSIC_VERSION}")"
-  tar="${CACHE_DIR}/rootfs/node-${NODE_VERSION}-${DEBIAN_SUITE}-${key}.tar"
-  mkdir -p "${CACHE_DIR}/rootfs"
-  if [[ ${FORCE} -eq 1 || ! -s "${tar}" ]]; then
-    # As in the official image: node in /usr/local/bin, Yarn 1 in /opt/yarn-vX with links in
-    # /usr/local/bin, user and group node with id 1000.
-    mmdebstrap_rootfs "${tar}" "" \
-      --customize-hook="$(add_user_hook node 1000 1000 /home/node /bin/bash '')" \
-      --customize-hook="install -m 0755 '${node}/bin/node' \"\$1/usr/local/bin/node\"" \
-      --customize-hook="cp -a '${yarn}' \"\$1/opt/yarn-v${YARN_CLASSIC_VERSION}\" && ln -s /opt/yarn-v${YARN_CLASSIC_VERSION}/bin/yarn \"\$1/usr/local/bin/yarn\" && ln -s /opt/yarn-v${YARN_CLASSIC_VERSION}/bin/yarnpkg \"\$1/usr/local/bin/yarnpkg\""
-  fi
-  import_rootfs "${tar}" "${image}" "${key}" \
-    "ENV NODE_VERSION=${NODE_VERSION}" "ENV YARN_VERSION=${YARN_CLASSIC_VERSION}" \
-    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'CMD ["node"]' \
-    "LABEL org.opencontainers.image.description=\"Debian ${DEBIAN_SUITE} with the official Node ${NODE_VERSION} binary, built locally by backstage-gitops\""
-  docker run --rm --network none "${image}" node -e 'process.exit(0)' ||
-    die "${image}: node does not run in the new image"
-  step_done
+  node_recipe
+  BGO_NODE_HOME="$(node_home "${NODE_VERSION}")"
+  BGO_YARN_HOME="$(yarn_classic_home "${YARN_CLASSIC_VERSION}")"
+  export BGO_NODE_HOME BGO_YARN_HOME
+  build_from_recipe "${image}" "node base image (Debian ${DEBIAN_SUITE} + Node ${NODE_VERSION})"
+  [[ "$(docker run --rm --network none "${image}" node --version)" == "v${NODE_VERSION}" ]] ||
+    die "${image}: node ${NODE_VERSION} does not run in the image"
   printf '%s\n' "${image}"
 }
 
 build_postgres_base() {
-  local image key tar
+  local image
   image="$(postgres_base_image)"
-  key="$(hash_of "$(declare -f build_postgres_base mmdebstrap_rootfs add_user_hook)" "${DPKG_SLIM_OPTS[*]}" \
-    "${DEBIAN_SUITE}" "${POSTGRES_MAJOR}")"
-  if [[ ${FORCE} -eq 0 ]] && image_is_current "${image}" "${key}"; then
-    log "${image} is current (key ${key})"
-    printf '%s\n' "${image}"
-    return 0
-  fi
-  step "PostgreSQL base image ${image} (Debian ${DEBIAN_SUITE} + postgresql-${POSTGRES_MAJOR}, key ${key})"
-  tar="${CACHE_DIR}/rootfs/postgres-${POSTGRES_MAJOR}-${DEBIAN_SUITE}-${key}.tar"
-  mkdir -p "${CACHE_DIR}/rootfs"
-  if [[ ${FORCE} -eq 1 || ! -s "${tar}" ]]; then
-    # The postgres account exists (uid/gid 999, as in the official image) before the packages
-    # are installed, so postgresql-common keeps it. The cluster that postgresql-common creates
-    # on install is removed: the entry point initialises PGDATA on first start.
-    mmdebstrap_rootfs "${tar}" "postgresql-${POSTGRES_MAJOR},ca-certificates,tzdata" \
-      --essential-hook="$(add_user_hook postgres 999 999 /var/lib/postgresql /bin/bash 'PostgreSQL administrator')" \
-      --customize-hook="rm -rf \"\$1/etc/postgresql/${POSTGRES_MAJOR}\" \"\$1/var/lib/postgresql/${POSTGRES_MAJOR}\""
-  fi
-  import_rootfs "${tar}" "${image}" "${key}" \
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/${POSTGRES_MAJOR}/bin" \
-    "ENV PG_MAJOR=${POSTGRES_MAJOR}"
-  docker run --rm --network none "${image}" "/usr/lib/postgresql/${POSTGRES_MAJOR}/bin/postgres" --version >&2 ||
-    die "${image}: postgres does not run in the new image"
+  postgres_recipe
+  build_from_recipe "${image}" "PostgreSQL base image (Debian ${DEBIAN_SUITE} + postgresql-${POSTGRES_MAJOR})"
+  docker run --rm --network none "${image}" "/usr/lib/postgresql/${POSTGRES_MAJOR}/bin/postgres" --version >/dev/null ||
+    die "${image}: postgres does not run in the image"
   [[ "$(docker run --rm --network none "${image}" id -u postgres)" == 999 ]] ||
     die "${image}: user postgres is not uid 999"
-  step_done
   printf '%s\n' "${image}"
 }
 
 main() {
   parse_args "$@"
   require_docker
-  [[ ${PULL} -eq 1 && "${TARGET}" == node ]] || require_cmd mmdebstrap
+  require_cmd mmdebstrap
   case "${TARGET}" in
     node) build_node_base ;;
     postgres) build_postgres_base ;;

@@ -15,6 +15,12 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 : "${DEBIAN_MIRROR:=http://deb.debian.org/debian}"
 : "${DEBIAN_SECURITY_MIRROR:=http://deb.debian.org/debian-security}"
 
+# Node (npm, Yarn) uses its own CA store; behind a TLS-intercepting proxy it needs the system
+# bundle, which holds the proxy's CA. Extra CAs only add trust, so this is harmless elsewhere.
+if [[ -z "${NODE_EXTRA_CA_CERTS:-}" && -s /etc/ssl/certs/ca-certificates.crt ]]; then
+  export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
+
 # Label that records what an image was built from; an image whose label matches is reused.
 CONTENT_LABEL="org.backstage-gitops.content-key"
 
@@ -29,9 +35,15 @@ step_done() { log "    ${_step_name}: done in $((SECONDS - _step_t0)) s"; }
 total_time() { [[ -n "${_IMAGES_NESTED:-}" ]] || log "total: $((SECONDS - _t0)) s"; }
 
 require_cmd() {
-  local cmd
+  local cmd hint
   for cmd in "$@"; do
-    command -v "${cmd}" >/dev/null 2>&1 || die "'${cmd}' is not installed (needed by $(basename "$0"))"
+    command -v "${cmd}" >/dev/null 2>&1 && continue
+    case "${cmd}" in
+      mmdebstrap | curl | bc) hint=" (Debian: apt-get install ${cmd})" ;;
+      npm) hint=" (Debian: apt-get install npm, or any Node.js with npm)" ;;
+      *) hint="" ;;
+    esac
+    die "'${cmd}' is not installed${hint}; $(basename "$0") needs it"
   done
 }
 

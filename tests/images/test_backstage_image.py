@@ -17,6 +17,7 @@ from imagetools import (
     psql,
     published_url,
     start_postgres,
+    wait_exit,
     wait_for,
     wait_postgres_ready,
 )
@@ -100,7 +101,7 @@ def backend(backstage_image, postgres_image):
             res.dump_logs()
             raise
         print(f"Backstage ready {time.monotonic() - started:.1f} s after docker run")
-        yield {"pg": pg, "backstage": cname, "url": url, "resources": res}
+        yield {"pg": pg, "backstage": cname, "url": url, "net": net}
     finally:
         res.cleanup()
 
@@ -247,3 +248,24 @@ def test_both_run_under_a_restricted_security_context(backstage_image, postgres_
     wait_ready(cname, url)
     assert http_get(url + "/healthcheck").status == 200
     assert http_get(url + "/api/catalog/entities").status == 401
+
+
+def test_missing_backend_secret_stops_the_backend(backstage_image, backend, resources):
+    """BACKEND_SECRET is required: without it the backend names the config value and exits."""
+    cname = resources.run_container(
+        "nosecret",
+        backstage_image,
+        "--network",
+        backend["net"],
+        "-e",
+        "POSTGRES_HOST=postgres",
+        "-e",
+        "POSTGRES_PORT=5432",
+        "-e",
+        f"POSTGRES_USER={PG_USER}",
+        "-e",
+        f"POSTGRES_PASSWORD={PG_PASSWORD}",
+    )
+    assert wait_exit(cname, timeout=120) != 0
+    out = logs(cname)
+    assert "Missing required config value at 'backend.auth.externalAccess[0].options.secret'" in out

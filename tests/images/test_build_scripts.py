@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -68,3 +69,28 @@ def test_unchanged_rebuild_takes_seconds(backstage_image, postgres_image):
         assert "is current" in proc.stderr, proc.stderr
         assert elapsed < 30, f"{script} took {elapsed:.1f} s with nothing changed"
     assert docker("image", "inspect", "--format", "{{.Id}}", backstage_image).stdout == image_id
+
+
+def test_load_flags_call_kind_and_minikube(backstage_image, tmp_path):
+    """--kind-load and --minikube-load hand the image to `kind load docker-image` and
+    `minikube image load` (stand-ins on PATH record the calls; no cluster is needed)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool in ("kind", "minikube"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [str(SCRIPTS / "build-backstage-image.sh"), "--kind-load", "lab", "--minikube-load", "mk"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert calls.read_text().splitlines() == [
+        f"kind load docker-image --name lab {backstage_image}",
+        f"minikube --profile mk image load {backstage_image}",
+    ]

@@ -33,4 +33,10 @@ backend.add(
   import('@backstage/plugin-permission-backend-module-allow-all-policy'),
 );
 
-backend.start();
+// Exit when startup fails (a missing config value, an unreachable database), so that the
+// container stops with the error in its log instead of running without ever being ready.
+backend.start().catch(error => {
+  // eslint-disable-next-line no-console
+  console.error('Backend startup failed, exiting:', error);
+  process.exit(1);
+});

@@ -29,9 +29,13 @@ export const healthcheckPlugin = createBackendPlugin({
           }
           try {
             const { status, payload } = await rootHealth.getReadiness();
-            res.status(status).json(
-              status === 200 ? { status: 'ok' } : payload ?? { status: 'error' },
-            );
+            res
+              .status(status)
+              .json(
+                status === 200
+                  ? { status: 'ok' }
+                  : payload ?? { status: 'error' },
+              );
           } catch (error) {
             next(error);
           }
