@@ -22,6 +22,8 @@ IMAGE_CACHE="${CACHE_ROOT}/images"
 STEPS=(rootfs base images node ingress)
 # Pod network of the static bridge CNI config; equal to podSubnet in kind-config.yaml.
 POD_SUBNET="$(sed -n 's/^ *podSubnet: *//p' "${TOOLCHAIN_DIR}/kind-config.yaml")"
+# kube-router's firewall lets traffic to Service IPs through to kube-proxy: it must know them.
+SERVICE_SUBNET="$(sed -n 's/^ *serviceSubnet: *//p' "${TOOLCHAIN_DIR}/kind-config.yaml")"
 
 # Packages of the node rootfs: kind's base image list (images/base/Dockerfile) without the NFS,
 # iSCSI and fuse-overlayfs extras, plus Debian's containerd, runc and CNI plugins, which kind
@@ -374,6 +376,7 @@ spec:
             - --enable-ipv4=true
             - --enable-ipv6=false
             - --health-port=20244
+            - --service-cluster-ip-range=${SERVICE_SUBNET}
           env:
             - name: NODE_NAME
               valueFrom:
