@@ -4,6 +4,7 @@
 #                          when the version there is the pinned one)
 #   .tools/venv            the Python package (krm-secrets) with its test extras
 #   .tools/checkov         checkov, the second linter, in a venv of its own (its pins clash)
+# and, from Debian when missing, age (the reference the plugin is tested against).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -34,6 +35,18 @@ install_kustomize() {
     -ldflags "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
     "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
   "$bin" version
+}
+
+# age and age-keygen: the reference implementation the plugin's age is tested against (and a
+# user's way to read a lab Secret by hand). From Debian when root there, else a clear message.
+install_age() {
+  command -v age >/dev/null && command -v age-keygen >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "apt-get install age"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age >/dev/null ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq age >/dev/null; }
+  fi
+  need age "install age (Debian: apt-get install age; elsewhere https://age-encryption.org)"
 }
 
 install_python() {
@@ -78,6 +91,7 @@ main() {
     shift
   done
   step "kustomize $KUSTOMIZE_VERSION" install_kustomize
+  step "age" install_age
   step "python package and test extras" install_python
   step "compile the plugin's bytecode" compile_plugin
   if [ "$checkov" = 1 ]; then step "checkov" install_checkov; fi

@@ -34,12 +34,24 @@ step_done() { log "    ${_step_name}: done in $((SECONDS - _step_t0)) s"; }
 # Nested runs (a build script calling another) report no total of their own.
 total_time() { [[ -n "${_IMAGES_NESTED:-}" ]] || log "total: $((SECONDS - _t0)) s"; }
 
+# Debian packages that a build needs are installed when this runs as root on Debian, as
+# scripts/docker-up.sh and the kind toolchain do; elsewhere the error says what to install.
+install_debian_package() {
+  [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 || return 1
+  log "apt-get install $1 (needed by $(basename "$0"))"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1" ||
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$1"; }
+  } >&2
+}
+
 require_cmd() {
   local cmd hint
   for cmd in "$@"; do
     command -v "${cmd}" >/dev/null 2>&1 && continue
     case "${cmd}" in
-      mmdebstrap | curl | bc) hint=" (Debian: apt-get install ${cmd})" ;;
+      mmdebstrap | curl | bc)
+        install_debian_package "${cmd}" && command -v "${cmd}" >/dev/null 2>&1 && continue
+        hint=" (Debian: apt-get install ${cmd})" ;;
       npm) hint=" (Debian: apt-get install npm, or any Node.js with npm)" ;;
       *) hint="" ;;
     esac
