@@ -414,17 +414,13 @@ def item_path(item: dict) -> str | None:
     return None
 
 
-def run_spec_in_list(
-    spec: SecretSpec, items: list[dict], ctx: Context, base: Path, config_path: str | None
-) -> list[dict]:
-    """`kustomize fn run`: write the artifact as an item next to the config."""
-    if spec.sealed is not None:
-        from .sealed import generate_sealed_item  # noqa: PLC0415
-
-        return generate_sealed_item(spec, items, ctx, base, config_path)
+def find_output_item(
+    spec: SecretSpec, items: list, config_path: str | None
+) -> tuple[str, str, int | None]:
+    """(folder of the config, path of its artifact, index of the artifact among items or None)."""
     cdir = os.path.dirname(config_path) if config_path else ""
     out_path = os.path.normpath(os.path.join(cdir, spec.output))
-    existing_idx = next(
+    idx = next(
         (
             i
             for i, it in enumerate(items)
@@ -434,6 +430,18 @@ def run_spec_in_list(
         ),
         None,
     )
+    return cdir, out_path, idx
+
+
+def run_spec_in_list(
+    spec: SecretSpec, items: list[dict], ctx: Context, base: Path, config_path: str | None
+) -> list[dict]:
+    """`kustomize fn run`: write the artifact as an item next to the config."""
+    if spec.sealed is not None:
+        from .sealed import generate_sealed_item  # noqa: PLC0415
+
+        return generate_sealed_item(spec, items, ctx, base, config_path)
+    cdir, out_path, existing_idx = find_output_item(spec, items, config_path)
     existing = None
     if existing_idx is not None:
         existing = {k: v for k, v in items[existing_idx].items()}

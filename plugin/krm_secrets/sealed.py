@@ -447,22 +447,9 @@ def _validate_values(spec: SecretSpec, values: dict[str, bytes]) -> None:
 def generate_sealed_item(
     spec: SecretSpec, items: list, ctx: Any, base: Path, config_path: str | None
 ) -> list:
-    import os  # noqa: PLC0415
+    from .core import find_output_item  # noqa: PLC0415
 
-    from .core import item_path  # noqa: PLC0415
-
-    cdir = os.path.dirname(config_path) if config_path else ""
-    out_path = os.path.normpath(os.path.join(cdir, spec.output))
-    idx = next(
-        (
-            i
-            for i, it in enumerate(items)
-            if isinstance(it, dict)
-            and item_path(it)
-            and os.path.normpath(item_path(it)) == out_path
-        ),
-        None,
-    )
+    cdir, out_path, idx = find_output_item(spec, items, config_path)
     existing = items[idx] if idx is not None else None
     outcome = generate_sealed(spec, existing, ctx, base / cdir)
     if outcome.doc is None:
