@@ -134,6 +134,7 @@ class ClusterRecord:
     created: bool
     create_to_ready_s: float | None = None
     failures: list[str] = field(default_factory=list)
+    released: bool = False
 
 
 class KindClusters:
@@ -239,12 +240,22 @@ class KindClusters:
             check=False,
         )
 
+    def release(self, name: str) -> None:
+        """Done with cluster ``name``: export its logs if a test failed on it, and delete it
+        if this session created it. Tiers release their cluster when their module ends, so
+        that a 2-core machine runs one cluster at a time."""
+        record = self.records.get(name)
+        if record is None or record.released:
+            return
+        record.released = True
+        if record.failures:
+            self.export_logs(name)
+        if record.created and not self.keep:
+            record.cluster.delete()
+
     def finish(self) -> None:
-        for name, record in self.records.items():
-            if record.failures:
-                self.export_logs(name)
-            if record.created and not self.keep:
-                record.cluster.delete()
+        for name in list(self.records):
+            self.release(name)
 
 
 @pytest.fixture(scope="session")
@@ -280,6 +291,12 @@ _CLUSTERS_KEY = pytest.StashKey[KindClusters]()
 @pytest.fixture(scope="session")
 def kind_cluster_factory(_kind_clusters: KindClusters) -> Callable[..., KindCluster]:
     return _kind_clusters.get
+
+
+@pytest.fixture(scope="session")
+def kind_cluster_release(_kind_clusters: KindClusters) -> Callable[[str], None]:
+    """release(name): export logs after failures and delete the cluster (if created here)."""
+    return _kind_clusters.release
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(kind_cluster_factory, tmp_path_factory) -> Iterator[Lab]:
+def lab(kind_cluster_factory, kind_cluster_release, tmp_path_factory) -> Iterator[Lab]:
     cluster = kind_cluster_factory(CLUSTER)
     repo = copy_repository(tmp_path_factory.mktemp("lab-repo"))
     user = tmp_path_factory.mktemp("new-user")
@@ -63,6 +63,7 @@ def lab(kind_cluster_factory, tmp_path_factory) -> Iterator[Lab]:
     print(f"lab bring-up (make lab): {lab.bringup_s:.0f} s")
     yield lab
     subprocess.run([str(repo / "scripts" / "lab-down.sh"), "--keep-cluster"], env=env, check=False)
+    kind_cluster_release(CLUSTER)
 
 
 def test_all_pods_ready(lab):

@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def build_image(script: str, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def production(kind_cluster_factory, kind_toolchain, tmp_path_factory) -> Production:
+def production(kind_cluster_factory, kind_cluster_release, kind_toolchain,
+               tmp_path_factory) -> Iterator[Production]:
     from kindcluster import install_sealed_secrets  # the kind tier's fixtures and helpers
 
     cluster = kind_cluster_factory(CLUSTER)
@@ -82,7 +84,8 @@ def production(kind_cluster_factory, kind_toolchain, tmp_path_factory) -> Produc
                     f"--cert={crt}", f"--key={key}")
     rollout(cluster, "postgres")
     rollout(cluster, "backstage")
-    return Production(cluster, ca)
+    yield Production(cluster, ca)
+    kind_cluster_release(CLUSTER)
 
 
 def tls_context(ca: Path | None) -> ssl.SSLContext:

@@ -78,7 +78,7 @@ def wait_for_phase(cluster, name: str, phases: tuple[str, ...], timeout_s: float
 
 
 @pytest.fixture(scope="module")
-def cluster(kind_cluster, smoke_image):
+def cluster(kind_cluster, smoke_image, kind_cluster_release):
     """The shared cluster with the smoke image loaded and an echo server behind a Service.
 
     The namespace is made afresh (a reused cluster may hold one from an earlier run) and
@@ -134,6 +134,7 @@ def cluster(kind_cluster, smoke_image):
     )
     yield kind_cluster
     kind_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+    kind_cluster_release(kind_cluster.name)
 
 
 def test_nodes_are_ready(kind_cluster):

@@ -110,5 +110,9 @@ def test_non_root_check(lab):
     objs = copy.deepcopy(lab)
     dep = find(objs, "Deployment", "backstage")
     dep["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot")
-    [violation] = policies.run_as_non_root(objs)
-    assert "containers[backstage].securityContext.runAsNonRoot is not true" in violation
+    violations = policies.run_as_non_root(objs)
+    assert len(violations) == 2, violations
+    assert "initContainers[wait-for-postgres].securityContext.runAsNonRoot is not true" in (
+        violations[0] + violations[1])
+    assert any(".containers[backstage].securityContext.runAsNonRoot is not true" in v
+               for v in violations), violations
