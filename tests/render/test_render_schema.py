@@ -22,9 +22,19 @@ pytestmark = pytest.mark.render
 
 KUBERNETES_VERSION = "1.34.0"
 
+
+def sealed_secrets_version() -> str:
+    """The controller version the kind toolchain builds and the e2e tier runs."""
+    versions = Path(__file__).resolve().parents[2] / "scripts" / "kind" / "versions.env"
+    for line in versions.read_text().splitlines():
+        if line.startswith("SEALED_SECRETS_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError(f"{versions}: no SEALED_SECRETS_VERSION")
+
+
 # CRDs of the custom resources the overlays use: (module@version, path of the CRD in it).
 CRD_SOURCES = [
-    ("github.com/bitnami-labs/sealed-secrets@v0.32.2",
+    (f"github.com/bitnami-labs/sealed-secrets@{sealed_secrets_version()}",
      "helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml"),
     ("sigs.k8s.io/gateway-api@v1.4.0",
      "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"),
