@@ -7,10 +7,14 @@ Registered for the whole test tree by ``tests/conftest.py`` (``pytest_plugins``)
     ``scripts/kind/toolchain.sh env`` (each value can be overridden by the environment variable
     of the same name). Fails, never skips, when something is missing.
 ``kind_cluster_factory`` (session)
-    ``kind_cluster_factory(name, config=None) -> KindCluster``: create cluster ``name`` once per
-    session from ``config`` (default: ``scripts/kind/kind-config.yaml``) and wait until its nodes
-    are Ready. A cluster that already existed is reused and left alone at the end; clusters
-    this session created are deleted at the end (unless ``--keep-cluster``).
+    ``kind_cluster_factory(name, config=None, adopt=False) -> KindCluster``: create cluster
+    ``name`` once per session from ``config`` (default: ``scripts/kind/kind-config.yaml``) and
+    wait until its nodes are Ready. A cluster that already existed is reused and left alone at
+    the end, unless ``adopt`` (a test made it with the project's scripts); clusters this session
+    created are deleted at the end (unless ``--keep-cluster``).
+``kind_cluster_release`` (session)
+    ``kind_cluster_release(name)``: a tier is done with its cluster: logs exported after a
+    failure, the cluster deleted (if this session's), so that one cluster runs at a time.
 ``kind_cluster`` (session)
     One default cluster (``--cluster-name``, default ``pytest-kind``). It replaces
     pytest-kind's fixture of that name, which would download kind and kubectl.
@@ -135,6 +139,7 @@ class ClusterRecord:
     create_to_ready_s: float | None = None
     failures: list[str] = field(default_factory=list)
     released: bool = False
+    adopted: bool = False
 
 
 class KindClusters:
@@ -159,7 +164,10 @@ class KindClusters:
         out = self._run(str(self.toolchain.kind), "get", "clusters").stdout
         return name in out.split()
 
-    def get(self, name: str, config: Path | None = None) -> KindCluster:
+    def get(self, name: str, config: Path | None = None, adopt: bool = False) -> KindCluster:
+        """The cluster ``name``, created when missing. With ``adopt``, an existing cluster
+        counts as this session's (a test made it with the project's own scripts): it is
+        deleted at the end like one created here."""
         if name in self.records:
             return self.records[name].cluster
         self.state.mkdir(parents=True, exist_ok=True)
@@ -185,7 +193,9 @@ class KindClusters:
                 f"--name={name}",
                 f"--kubeconfig={kubeconfig}",
             )
-        record = ClusterRecord(cluster=cluster, created=not existed)
+        record = ClusterRecord(
+            cluster=cluster, created=not existed or adopt, adopted=existed and adopt
+        )
         self.records[name] = record
         start = time.monotonic()
         try:
@@ -380,11 +390,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     terminalreporter.section("kind clusters")
     for name, record in clusters.records.items():
-        ready = (
-            f"create-to-Ready {record.create_to_ready_s:.0f} s"
-            if record.created and record.create_to_ready_s is not None
-            else "reused (not created by this session)"
-        )
+        if record.adopted:
+            ready = "made by the test with the project's scripts"
+        elif record.created and record.create_to_ready_s is not None:
+            ready = f"create-to-Ready {record.create_to_ready_s:.0f} s"
+        else:
+            ready = "reused (not created by this session)"
         kept = ", deleted" if record.created and not clusters.keep else ", left in place"
         failures = (
             f"; {len(record.failures)} failed test(s), logs in {clusters.artifacts / name}"

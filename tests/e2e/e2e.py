@@ -39,6 +39,19 @@ def copy_repository(dst: Path) -> Path:
     return dst
 
 
+MEASUREMENTS: list[str] = []
+
+
+def measured(line: str) -> None:
+    """A figure for the docs: printed in the terminal summary of the run (tests/e2e/conftest.py)
+    and kept in artifacts/e2e/measurements.log."""
+    MEASUREMENTS.append(line)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with (ARTIFACTS / "measurements.log").open("a") as out:
+        out.write(f"{stamp} {line}\n")
+
+
 def run_logged(cmd: list[str], name: str, **kwargs) -> tuple[int, float, Path]:
     """Run cmd, echo its output as it comes (progress for a person) and keep it in
     artifacts/e2e/<name>.log. Returns exit code, seconds and the log path."""
