@@ -73,9 +73,19 @@ def classify_pod(pod: dict, logs: str = "") -> list[Finding]:
                 else:
                     found.append(Finding(name, f"Pending: {msg}", "the scheduler cannot place it",
                                          "kubectl -n backstage describe " + name))
+    for cs in status.get("initContainerStatuses") or []:
+        if cs.get("name") == "wait-for-postgres" and "running" in (cs.get("state") or {}):
+            found.append(Finding(f"{name} init container wait-for-postgres",
+                "Backstage waits for PostgreSQL to accept connections",
+                "the postgres pod is not Ready (see its status above), or POSTGRES_HOST/"
+                "POSTGRES_PORT name the wrong Service or port",
+                "kubectl -n backstage get pods,endpoints postgres; "
+                "kubectl -n backstage logs " + name + " -c wait-for-postgres"))
     all_statuses = (status.get("initContainerStatuses") or []) + (
         status.get("containerStatuses") or [])
     for cs in all_statuses:
+        if cs.get("name") == "wait-for-postgres" and "running" in (cs.get("state") or {}):
+            continue
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason, message = waiting.get("reason", ""), waiting.get("message", "")
         image = cs.get("image", "")
@@ -201,7 +211,7 @@ def diagnose(k: Kubectl) -> int:
         if not ready or pod["status"].get("phase") != "Running":
             section(f"describe pod/{name}")
             print(k.run("describe", "pod", name)[1])
-            for c in pod["spec"].get("containers", []):
+            for c in pod["spec"].get("initContainers", []) + pod["spec"].get("containers", []):
                 for prev in ("--previous", None):
                     args = ["logs", name, "-c", c["name"], "--tail=40"] + ([prev] if prev else [])
                     rc, out = k.run(*args)

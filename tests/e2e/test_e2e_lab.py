@@ -7,6 +7,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,38 @@ def test_rotated_value_rolls_backstage_and_rerun_is_fast(lab):
                                          "app.kubernetes.io/name=backstage")["items"]
         for c in p["status"].get("containerStatuses", [])), 300, "Backstage Ready after roll")
     assert rerun_s < lab.bringup_s
+
+
+def diagnose(lab) -> subprocess.CompletedProcess:
+    """scripts/diagnose.py against the lab, as `make diagnose` runs it."""
+    env = {**lab.env, "KUBECONFIG": str(lab.cluster.kubeconfig_path)}
+    return subprocess.run(
+        [sys.executable, str(lab.repo / "scripts" / "diagnose.py"),
+         f"--kubectl={lab.cluster.kubectl_path}"],
+        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_diagnose_is_quiet_when_healthy_and_names_a_missing_image(lab):
+    healthy = diagnose(lab)
+    assert healthy.returncode == 0, healthy.stdout[-3000:] + healthy.stderr
+    assert "PostgreSQL 17" in healthy.stdout
+    assert "none: every pod is Ready" in healthy.stdout
+    # A tag that was never loaded: with imagePullPolicy Never, ErrImageNeverPull. The old pod
+    # stays (maxUnavailable 0), so this is the one finding.
+    lab.cluster.kubectl(f"--namespace={NAMESPACE}", "set", "image", "deployment/backstage",
+                        "backstage=backstage:never-loaded")
+    try:
+        wait_for(lambda: any(
+            (cs.get("state", {}).get("waiting") or {}).get("reason") == "ErrImageNeverPull"
+            for p in get_json(lab.cluster, "pods", "-l", "app.kubernetes.io/name=backstage")
+            ["items"] for cs in p["status"].get("containerStatuses", [])),
+            180, "a Backstage pod in ErrImageNeverPull")
+        broken = diagnose(lab)
+        assert broken.returncode == 1, broken.stdout[-3000:] + broken.stderr
+        findings = broken.stdout.split("findings", 1)[-1]
+        assert "ErrImageNeverPull" in findings
+        assert "kind load docker-image backstage:never-loaded" in findings
+    finally:
+        lab.cluster.kubectl(f"--namespace={NAMESPACE}", "rollout", "undo",
+                            "deployment/backstage")
+        rollout(lab.cluster, "backstage")

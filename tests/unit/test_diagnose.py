@@ -63,3 +63,15 @@ def test_healthy_is_quiet():
           "/api/catalog/entities": (401, "")}
     assert diagnose.classify_health(ok) == []
     assert diagnose.classify_pod(pod()) == []
+
+
+def test_backstage_waiting_for_postgres_in_its_init_container():
+    waiting = pod(phase="Pending")
+    waiting["status"]["initContainerStatuses"] = [
+        {"name": "wait-for-postgres", "image": "backstage:1.0.0", "ready": False,
+         "started": True, "state": {"running": {}}}]
+    waiting["status"]["containerStatuses"][0]["state"] = {
+        "waiting": {"reason": "PodInitializing"}}
+    [f] = diagnose.classify_pod(waiting)
+    assert "waits for PostgreSQL" in f.problem
+    assert "postgres pod is not Ready" in f.cause
