@@ -7,7 +7,7 @@ help:
 	@echo "make lab-down   stop the port-forward and delete the lab cluster"
 	@echo "make test-fast  unit and render tiers only (no Docker, about a minute)"
 	@echo "make render     render and check the overlays only"
-	@echo "make diagnose   the guide's troubleshooting on the current cluster, with likely causes"
+	@echo "make diagnose   the guide's troubleshooting on the lab (or \$$KUBECONFIG), with likely causes"
 	@echo "make bootstrap  install the pinned tools into .tools/"
 
 lab:
@@ -22,8 +22,13 @@ test:
 test-fast:
 	scripts/test.sh --fast
 
+# The lab's cluster (unless KUBECONFIG points elsewhere), with the toolchain's kubectl.
 diagnose:
-	scripts/diagnose.py
+	@eval "$$(scripts/kind/toolchain.sh env 2>/dev/null)"; \
+	kc="$${KUBECONFIG:-$$(scripts/kind/cluster.sh kubeconfig backstage-lab)}"; \
+	[ -n "$$KUBECONFIG" ] || [ -f "$$kc" ] || \
+	  { echo "no lab cluster ($$kc is missing): run make lab, or set KUBECONFIG" >&2; exit 2; }; \
+	KUBECONFIG="$$kc" scripts/diagnose.py --kubectl "$${KUBECTL:-kubectl}"
 
 render:
 	scripts/test.sh --fast -m render
