@@ -29,7 +29,11 @@ install_kustomize() {
     cp "$onpath" "$bin"
     return 0
   fi
-  need go "install Go (https://go.dev/dl) or put kustomize $KUSTOMIZE_VERSION on PATH"
+  need go "install Go 1.24 or newer (https://go.dev/dl) or put kustomize $KUSTOMIZE_VERSION on PATH"
+  local gover
+  gover=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+  printf '%s\n%s\n' 1.24 "$gover" | sort -V -C ||
+    die "Go $gover is too old: kustomize $KUSTOMIZE_VERSION and Kubernetes 1.34 need Go 1.24 or newer (https://go.dev/dl)"
   log "building kustomize $KUSTOMIZE_VERSION from the Go module proxy"
   GOBIN=$TOOLS_DIR/bin GOFLAGS=-trimpath go install \
     -ldflags "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
