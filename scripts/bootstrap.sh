@@ -4,6 +4,7 @@
 #                          when the version there is the pinned one)
 #   .tools/venv            the Python package (krm-secrets) with its test extras
 #   .tools/checkov         checkov, the second linter, in a venv of its own (its pins clash)
+#   .tools/bin/kubectl     a link to the kind toolchain's kubectl v1.34, once that is built
 # and, from Debian when missing, age (the reference the plugin is tested against).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -39,6 +40,21 @@ install_kustomize() {
     -ldflags "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/$KUSTOMIZE_VERSION" \
     "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
   "$bin" version
+}
+
+# kubectl v1.34, the version of the lab's cluster: the one the kind toolchain builds from the
+# Go module proxy, linked into .tools/bin once it is built; else the one on PATH.
+install_kubectl() {
+  local dir
+  dir=$("$REPO_ROOT/scripts/kind/build-binaries.sh" --print-dir kubernetes 2>/dev/null || true)
+  if [ -n "$dir" ] && [ -x "$dir/kubectl" ]; then
+    mkdir -p "$TOOLS_DIR/bin"
+    ln -sfn "$dir/kubectl" "$TOOLS_DIR/bin/kubectl"
+  elif command -v kubectl >/dev/null; then
+    log "kubectl from PATH: $(command -v kubectl) (scripts/kind/toolchain.sh build makes the pinned one)"
+  else
+    log "no kubectl yet: scripts/kind/toolchain.sh build (or make lab) builds the pinned one"
+  fi
 }
 
 # age and age-keygen: the reference implementation the plugin's age is tested against (and a
@@ -95,6 +111,7 @@ main() {
     shift
   done
   step "kustomize $KUSTOMIZE_VERSION" install_kustomize
+  step "kubectl" install_kubectl
   step "age" install_age
   step "python package and test extras" install_python
   step "compile the plugin's bytecode" compile_plugin
