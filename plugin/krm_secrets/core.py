@@ -433,6 +433,22 @@ def find_output_item(
     return cdir, out_path, idx
 
 
+def place_output_item(items: list, idx: int | None, doc: dict, out_path: str) -> list:
+    """items with doc, annotated with its path, in place of item idx (or appended)."""
+    doc["metadata"] = dict(doc["metadata"])
+    doc["metadata"]["annotations"] = {
+        **(doc["metadata"].get("annotations") or {}),
+        "config.kubernetes.io/path": out_path,
+        "internal.config.kubernetes.io/path": out_path,
+    }
+    items = list(items)
+    if idx is None:
+        items.append(doc)
+    else:
+        items[idx] = doc
+    return items
+
+
 def run_spec_in_list(
     spec: SecretSpec, items: list[dict], ctx: Context, base: Path, config_path: str | None
 ) -> list[dict]:
@@ -459,19 +475,7 @@ def run_spec_in_list(
     outcome = generate_sops(spec, existing, ctx, base / cdir, out_path, recips, rules)
     if outcome.doc is None:
         return items
-    doc = outcome.doc
-    doc["metadata"] = dict(doc["metadata"])
-    doc["metadata"]["annotations"] = {
-        **(doc["metadata"].get("annotations") or {}),
-        "config.kubernetes.io/path": out_path,
-        "internal.config.kubernetes.io/path": out_path,
-    }
-    items = list(items)
-    if existing_idx is None:
-        items.append(doc)
-    else:
-        items[existing_idx] = doc
-    return items
+    return place_output_item(items, existing_idx, outcome.doc, out_path)
 
 
 def process(resource_list: Any, ctx: Context, base: Path) -> dict:

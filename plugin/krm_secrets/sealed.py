@@ -447,25 +447,14 @@ def _validate_values(spec: SecretSpec, values: dict[str, bytes]) -> None:
 def generate_sealed_item(
     spec: SecretSpec, items: list, ctx: Any, base: Path, config_path: str | None
 ) -> list:
-    from .core import find_output_item  # noqa: PLC0415
+    from .core import find_output_item, place_output_item  # noqa: PLC0415
 
     cdir, out_path, idx = find_output_item(spec, items, config_path)
     existing = items[idx] if idx is not None else None
     outcome = generate_sealed(spec, existing, ctx, base / cdir)
     if outcome.doc is None:
         return items
-    doc = outcome.doc
-    doc["metadata"]["annotations"] = {
-        **doc["metadata"].get("annotations", {}),
-        "config.kubernetes.io/path": out_path,
-        "internal.config.kubernetes.io/path": out_path,
-    }
-    items = list(items)
-    if idx is None:
-        items.append(doc)
-    else:
-        items[idx] = doc
-    return items
+    return place_output_item(items, idx, outcome.doc, out_path)
 
 
 # --- CLI ------------------------------------------------------------------------------------
