@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from agekeys import repository_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,21 +55,9 @@ def kustomize_binary() -> str:
 
 
 def _identities_file() -> Path:
-    """An age identities file with the test-only key (it opens the committed lab Secrets) and,
-    after it, the user's own keys as sops would find them (a fork's lab Secrets, made by
-    make lab, open with those)."""
-    parts = [(REPO / "tests" / "keys" / "age.key").read_text()]
-    own = os.environ.get("SOPS_AGE_KEY_FILE") or str(
-        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sops/age/keys.txt")
-    if os.path.isfile(own):
-        parts.append(Path(own).read_text())
-    if os.environ.get("SOPS_AGE_KEY"):
-        parts.append(os.environ["SOPS_AGE_KEY"])
-    combined = Path(tempfile.gettempdir()) / f"backstage-gitops-render-{os.getuid()}.keys"
-    fd = os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(parts) + "\n")
-    return combined
+    """The test-only key and the user's own (tests/agekeys.py), in a file of this user's."""
+    return repository_keys(
+        Path(tempfile.gettempdir()) / f"backstage-gitops-render-{os.getuid()}.keys")
 
 
 def render_environment() -> dict[str, str]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from agekeys import repository_keys
 from krm_secrets.core import Context
 from krm_secrets.keys import load_identities
 
@@ -34,27 +35,9 @@ EMPTY_HOME = Path(tempfile.mkdtemp(prefix="krm-secrets-test-home-"))
 atexit.register(shutil.rmtree, EMPTY_HOME, ignore_errors=True)
 
 
-def _repository_keys() -> Path:
-    """The keys that open the repository's lab Secrets: the test-only key (the committed ones)
-    and the user's own key, read before the tests isolate their environment. `make lab` gives
-    a new user their own values encrypted to their key, and the tests must still pass after it
-    (the README runs `make lab`, then `make test`)."""
-    parts = [AGE_KEY.read_text()]
-    own = os.environ.get("SOPS_AGE_KEY_FILE") or str(
-        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "sops/age/keys.txt"
-    )
-    if os.path.isfile(own):
-        parts.append(Path(own).read_text())
-    if os.environ.get("SOPS_AGE_KEY"):
-        parts.append(os.environ["SOPS_AGE_KEY"])
-    combined = EMPTY_HOME / "repository-keys.txt"
-    fd = os.open(combined, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(parts) + "\n")
-    return combined
-
-
-REPO_KEYS = _repository_keys()
+# The keys that open the repository's lab Secrets (tests/agekeys.py), read before the tests
+# isolate their environment.
+REPO_KEYS = repository_keys(EMPTY_HOME / "repository-keys.txt")
 
 
 class SeededRng:
