@@ -106,6 +106,15 @@ class Resources:
             docker("network", "rm", net, check=False)
 
 
+def fsgroup_volume(resources, suffix: str, postgres_image: str) -> str:
+    """A fresh volume owned by root with group 999 and the setgid bit, as a pod's
+    fsGroup: 999 leaves it."""
+    vol = resources.volume(suffix)
+    docker("run", "--rm", "-v", f"{vol}:/data", "--entrypoint", "sh", postgres_image,
+           "-c", "chown root:999 /data && chmod 2775 /data")
+    return vol
+
+
 def logs(cname: str) -> str:
     proc = docker("logs", cname, check=False)
     return proc.stdout + proc.stderr

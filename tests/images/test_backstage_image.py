@@ -10,6 +10,7 @@ from imagetools import (
     PG_PASSWORD,
     PG_USER,
     Resources,
+    fsgroup_volume,
     container_state,
     docker,
     http_get,
@@ -206,18 +207,7 @@ def test_both_run_under_a_restricted_security_context(backstage_image, postgres_
         "/tmp",
     )
     net = resources.network("rnet")
-    vol = resources.volume("rpg")
-    docker(
-        "run",
-        "--rm",
-        "-v",
-        f"{vol}:/data",
-        "--entrypoint",
-        "sh",
-        postgres_image,
-        "-c",
-        "chown root:999 /data && chmod 2775 /data",
-    )
+    vol = fsgroup_volume(resources, "rpg", postgres_image)
     pg = resources.run_container(
         "rpg",
         postgres_image,

@@ -7,6 +7,7 @@ from imagetools import (
     PG_PASSWORD,
     PG_USER,
     docker,
+    fsgroup_volume,
     logs,
     psql,
     start_postgres,
@@ -100,19 +101,7 @@ def test_tcp_connections_need_the_password(postgres_image, resources):
 
 def test_starts_directly_as_uid_999_with_fsgroup(postgres_image, resources):
     """As a pod with runAsUser: 999, runAsGroup: 999, fsGroup: 999 and PGDATA in a subdirectory."""
-    vol = resources.volume("nonroot")
-    # A fresh volume owned by root with group 999 and the setgid bit, as fsGroup leaves it.
-    docker(
-        "run",
-        "--rm",
-        "-v",
-        f"{vol}:/data",
-        "--entrypoint",
-        "sh",
-        postgres_image,
-        "-c",
-        "chown root:999 /data && chmod 2775 /data",
-    )
+    vol = fsgroup_volume(resources, "nonroot", postgres_image)
     cname = start_postgres(
         resources, postgres_image, "nonroot", vol, "--user", "999:999", "--group-add", "999"
     )
