@@ -50,15 +50,11 @@ MINIKUBE_PROFILE=""
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
+    common_option "$@"
+    if [[ ${OPTION_ARGS} -gt 0 ]]; then shift "${OPTION_ARGS}"; continue; fi
     case "$1" in
-      --tag) TAG="${2:?--tag needs a value}"; shift ;;
       --node-version) NODE_VERSION="${2:?--node-version needs a value}"; shift ;;
       --base-image) BASE_IMAGE="${2:?--base-image needs a value}"; shift ;;
-      --pull) PULL=1 ;;
-      --force) FORCE=1 ;;
-      --push) PUSH_REGISTRY="${2:?--push needs a registry}"; shift ;;
-      --kind-load) KIND_CLUSTER="${2:?--kind-load needs a cluster name}"; shift ;;
-      --minikube-load) MINIKUBE_PROFILE="${2:?--minikube-load needs a profile}"; shift ;;
       -h | --help) usage; exit 0 ;;
       -*) usage >&2; die "unknown option: $1" ;;
       *) [[ -z "${APP_DIR}" ]] || die "only one APP_DIR may be given"; APP_DIR="$1" ;;

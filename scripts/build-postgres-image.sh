@@ -43,13 +43,9 @@ CONTEXT="${REPO_ROOT}/images/postgres"
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
+    common_option "$@"
+    if [[ ${OPTION_ARGS} -gt 0 ]]; then shift "${OPTION_ARGS}"; continue; fi
     case "$1" in
-      --tag) TAG="${2:?--tag needs a value}"; shift ;;
-      --pull) PULL=1 ;;
-      --force) FORCE=1 ;;
-      --push) PUSH_REGISTRY="${2:?--push needs a registry}"; shift ;;
-      --kind-load) KIND_CLUSTER="${2:?--kind-load needs a cluster name}"; shift ;;
-      --minikube-load) MINIKUBE_PROFILE="${2:?--minikube-load needs a profile}"; shift ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; die "unknown argument: $1" ;;
     esac

