@@ -73,7 +73,9 @@ def classify_pod(pod: dict, logs: str = "") -> list[Finding]:
                 else:
                     found.append(Finding(name, f"Pending: {msg}", "the scheduler cannot place it",
                                          "kubectl -n backstage describe " + name))
-    for cs in status.get("initContainerStatuses") or []:
+    all_statuses = (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or [])
+    for cs in all_statuses:
         if cs.get("name") == "wait-for-postgres" and "running" in (cs.get("state") or {}):
             found.append(Finding(f"{name} init container wait-for-postgres",
                 "Backstage waits for PostgreSQL to accept connections",
@@ -81,10 +83,6 @@ def classify_pod(pod: dict, logs: str = "") -> list[Finding]:
                 "POSTGRES_PORT name the wrong Service or port",
                 "kubectl -n backstage get pods,endpoints postgres; "
                 "kubectl -n backstage logs " + name + " -c wait-for-postgres"))
-    all_statuses = (status.get("initContainerStatuses") or []) + (
-        status.get("containerStatuses") or [])
-    for cs in all_statuses:
-        if cs.get("name") == "wait-for-postgres" and "running" in (cs.get("state") or {}):
             continue
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason, message = waiting.get("reason", ""), waiting.get("message", "")
